@@ -1,0 +1,43 @@
+"""Mart assets and the Parquet export for BI tools."""
+
+
+from dagster import MaterializeResult, MetadataValue, asset
+
+from pipelines.resources import Warehouse
+from transforms.export import export_table
+from transforms.marts import build_marts
+
+
+@asset(group_name="marts", kinds={"duckdb"}, deps=["customer_profile"],
+       description="Analyses over the profile: region distribution, lead source conversion, "
+                   "tag summary (segment summary is built with the segments).")
+def marts(warehouse: Warehouse) -> MaterializeResult:
+    with warehouse.connect() as con:
+        counts = build_marts(con)
+    return MaterializeResult(metadata={f"marts.{k}": MetadataValue.int(v) for k, v in counts.items()})
+
+
+@asset(group_name="publish", kinds={"parquet"}, deps=["customer_profile", "marts"],
+       description="Parquet export of the profile, tags, segments and marts for BI: "
+                   "<exports>/<table>/snapshot_date=YYYY-MM-DD/data.parquet, written aside "
+                   "and renamed into place with a _SUCCESS marker.")
+def parquet_exports(warehouse: Warehouse) -> MaterializeResult:
+    cfg = warehouse.config
+    snapshot = cfg.resolved_snapshot_date()
+    tables = {
+        "profile": "profile.customer_profile",
+        "customer_tags": "profile.customer_tags",
+        "segments": "profile.customer_segments",
+        "segment_summary": "marts.segment_summary",
+        "region_distribution": "marts.region_distribution",
+        "lead_source_conversion": "marts.lead_source_conversion",
+    }
+    written = {}
+    with warehouse.connect() as con:
+        for name, table in tables.items():
+            written[name] = str(export_table(con, table, name, cfg.exports_dir, snapshot))
+    return MaterializeResult(metadata={
+        "exports_dir": MetadataValue.path(str(cfg.exports_dir)),
+        "files": MetadataValue.json(written),
+        "snapshot_date": MetadataValue.text(snapshot.isoformat()),
+    })

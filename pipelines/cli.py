@@ -1,0 +1,139 @@
+"""`profiles` command: the jobs a person runs by hand.
+
+    profiles build            check config + rules, then materialise every asset once
+    profiles check            only the checks (config, export headers, tag rules)
+    profiles sample           generate realistic sample exports
+    profiles dev              start the Dagster UI (dagster dev -w workspace.yaml)
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import sys
+from pathlib import Path
+
+from pipelines.config import REPO_ROOT, ConfigError, load_config, preflight
+from transforms.tags import TagRuleError, load_rules, validate_rules
+
+
+def _check(config_path: str | None):
+    cfg = load_config(config_path)
+    preflight(cfg)
+    validate_rules(load_rules(cfg.tag_rules_dir))
+    return cfg
+
+
+def cmd_check(args) -> int:
+    cfg = _check(args.config)
+    files = sum(len(cfg.source_files(n)) for n in cfg.sources)
+    print(f"ok: {cfg.config_path} — {len(cfg.sources)} sources, {files} export files, "
+          f"tag rules in {cfg.tag_rules_dir}")
+    return 0
+
+
+def cmd_build(args) -> int:
+    cfg = _check(args.config)
+    from dagster import DagsterInstance
+
+    from pipelines.definitions import build_definitions
+
+    defs = build_definitions(args.config)
+    job = defs.resolve_job_def("nightly_rebuild")
+    instance = DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else DagsterInstance.ephemeral()
+    started = dt.datetime.now()
+    log_level = os.environ.get("PROFILES_LOG_LEVEL", "INFO")
+    result = job.execute_in_process(
+        instance=instance, raise_on_error=False,
+        run_config={"loggers": {"console": {"config": {"log_level": log_level}}}})
+    if not result.success:
+        for event in result.all_events:
+            if event.is_step_failure:
+                error = event.step_failure_data.error
+                while error.cause is not None:  # the root cause is the useful message
+                    error = error.cause
+                print(f"FAILED {event.step_key}: {error.message.strip()}", file=sys.stderr)
+        return 1
+    seconds = (dt.datetime.now() - started).total_seconds()
+    print_summary(cfg, seconds)
+    return 0
+
+
+def print_summary(cfg, seconds: float) -> None:
+    from pipelines.resources import open_warehouse
+
+    con = open_warehouse(cfg, read_only=True)
+    try:
+        def one(sql):
+            return con.execute(sql).fetchall()[0][0]
+
+        print(f"\nBuilt in {seconds:.1f}s (snapshot date {cfg.resolved_snapshot_date()})")
+        print(f"  warehouse : {cfg.warehouse_path}")
+        print(f"  exports   : {cfg.exports_dir}")
+        print(f"  files     : {one('SELECT count(*) FROM raw.file_registry')} loaded, "
+              f"{one('SELECT sum(rows_read) FROM staging.file_accounting')} rows read, "
+              f"{one('SELECT sum(rows_staged) FROM staging.file_accounting')} staged, "
+              f"{one('SELECT sum(rows_quarantined) FROM staging.file_accounting')} quarantined")
+        print(f"  customers : {one('SELECT count(*) FROM profile.customer_profile')} profiles from "
+              f"{one('SELECT count(*) FROM identity.source_records')} source records "
+              f"({one('SELECT count(*) FROM identity.hub_keys')} hub keys ignored)")
+        print("  segments  :")
+        for sid, name, n in con.execute("SELECT segment_id, segment_name, customers "
+                                        "FROM marts.segment_summary ORDER BY 1").fetchall():
+            print(f"    {sid}. {name:<28} {n}")
+        print("  top tags  :")
+        for name, n in con.execute("""SELECT level1 || ' / ' || level3, customers
+                FROM profile.tag_catalog ORDER BY customers DESC LIMIT 8""").fetchall():
+            print(f"    {name:<28} {n}")
+        print(f"\nQuery it:  duckdb {cfg.warehouse_path} -c "
+              "\"SELECT * FROM profile.customer_profile LIMIT 5\"")
+    finally:
+        con.close()
+
+
+def cmd_sample(args) -> int:
+    from pipelines.sample import generate
+
+    end = dt.date.fromisoformat(args.end) if args.end else None
+    kwargs = {"end_date": end} if end else {}
+    counts = generate(Path(args.out), persons=args.persons, seed=args.seed, **kwargs)
+    for name, n in counts.items():
+        print(f"  {name}: {n}")
+    return 0
+
+
+def cmd_dev(args) -> int:
+    os.environ.setdefault("DAGSTER_HOME", str(REPO_ROOT / ".dagster_home"))
+    Path(os.environ["DAGSTER_HOME"]).mkdir(parents=True, exist_ok=True)
+    os.chdir(REPO_ROOT)
+    dagster = Path(sys.executable).with_name("dagster")
+    os.execv(str(dagster), [str(dagster), "dev", "-w", "workspace.yaml"])
+    return 0  # not reached
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="profiles", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", help="config file (default: $PROFILES_CONFIG or profiles.yaml)")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("build", help="materialise every asset once").set_defaults(func=cmd_build)
+    sub.add_parser("check", help="validate config, export headers and tag rules"
+                   ).set_defaults(func=cmd_check)
+    sub.add_parser("dev", help="start the Dagster UI on localhost:3000").set_defaults(func=cmd_dev)
+    sample = sub.add_parser("sample", help="generate realistic sample exports")
+    sample.add_argument("--persons", type=int, default=2000)
+    sample.add_argument("--seed", type=int, default=42)
+    sample.add_argument("--out", default="data/sample")
+    sample.add_argument("--end", help="last date of generated activity (YYYY-MM-DD)")
+    sample.set_defaults(func=cmd_sample)
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except (ConfigError, TagRuleError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,223 @@
+"""The project configuration (``profiles.yaml``), validated by pydantic before anything runs.
+
+Where the exports are, how their columns map to canonical fields (``transforms.schema``), and
+the warehouse settings. Relative paths are relative to the config file. Environment overrides:
+``PROFILES_CONFIG`` (the file), ``PROFILES_LANDING`` (landing root), ``PROFILES_WAREHOUSE`` (the
+working DuckDB file), ``PROFILES_EXPORTS`` (Parquet export root), ``PROFILES_TAG_RULES``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import glob
+import os
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from transforms.normalize import DEFAULT_NULLISH
+from transforms.readers import ExportFileError, ReadOptions, read_header
+from transforms.schema import ENTITIES
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_CONFIG = REPO_ROOT / "profiles.yaml"
+
+
+class ConfigError(ValueError):
+    """The configuration is wrong; the message names the file and the field."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class FieldMapping(_Strict):
+    column: str
+    unit: Literal["yuan", "fen"] = "yuan"  # amounts exported in fen (分) are divided by 100
+
+
+class SourceConfig(_Strict):
+    landing: Path  # folder, relative to landing_root
+    pattern: str = "*"  # glob inside the landing folder
+    format: Literal["csv", "xlsx", "jsonl"]
+    encoding: str = "auto"  # auto detects UTF-8 / UTF-8 with BOM / GB18030
+    delimiter: str = ","
+    header_row: int = Field(1, ge=1)  # 1-based: 2 when a title row sits above the header
+    sheet: str | int | None = None
+    columns: dict[str, str | FieldMapping]
+
+    def mapping(self) -> dict[str, FieldMapping]:
+        return {k: FieldMapping(column=v) if isinstance(v, str) else v for k, v in self.columns.items()}
+
+    def read_options(self) -> ReadOptions:
+        return ReadOptions(self.format, self.encoding, self.delimiter, self.header_row, self.sheet)
+
+
+class WarehouseConfig(_Strict):
+    path: Path = Path("data/warehouse/profiles.duckdb")
+    exports_dir: Path = Path("data/exports")
+    models_dir: Path = Path("data/models")
+    memory_limit: str = "4GB"
+    threads: int | None = None
+    timezone: str = "Asia/Shanghai"
+
+
+class ScheduleConfig(_Strict):
+    cron: str = "0 2 * * *"
+    timezone: str = "Asia/Shanghai"
+    sensor_interval_seconds: int = 60
+    enabled: bool = False  # start the schedule and the new-file sensor when Dagster starts
+
+
+class IdentityConfig(_Strict):
+    # A phone / email shared by records with more distinct names than this is a hub
+    # (switchboard, a sales rep's own number) and links nothing.
+    hub_max_distinct_names: int = 2
+    hub_max_records: int = 8
+
+
+class SegmentConfig(_Strict):
+    k: int = Field(5, ge=2)
+    sample_size: int = Field(50_000, ge=100)
+    seed: int = 0
+
+
+class ProfilesConfig(_Strict):
+    landing_root: Path = Path("data/sample")
+    tag_rules: Path = Path("tag_rules")  # folder of tag rule YAML files
+    snapshot_date: dt.date | Literal["today"] = "today"
+    nullish_values: list[str] = Field(default_factory=lambda: list(DEFAULT_NULLISH))
+    phone_region: str = "CN"
+    warehouse: WarehouseConfig = WarehouseConfig()
+    schedule: ScheduleConfig = ScheduleConfig()
+    identity: IdentityConfig = IdentityConfig()
+    segments: SegmentConfig = SegmentConfig()
+    sources: dict[str, SourceConfig]
+
+    # Set by load_config: where the file is, to resolve relative paths.
+    config_path: Path = Field(DEFAULT_CONFIG, exclude=True)
+
+    @field_validator("sources")
+    @classmethod
+    def _known_sources(cls, sources: dict[str, SourceConfig]) -> dict[str, SourceConfig]:
+        for name, src in sources.items():
+            if name not in ENTITIES:
+                raise ValueError(f"unknown source {name!r}; known: {', '.join(ENTITIES)}")
+            entity = ENTITIES[name]
+            unknown = sorted(set(src.columns) - set(entity.field_names))
+            if unknown:
+                raise ValueError(
+                    f"source {name}: unknown field(s) {unknown} in columns; "
+                    f"{name} fields are: {', '.join(entity.field_names)}"
+                )
+            missing = [f.name for f in entity.fields if f.required and f.name not in src.columns]
+            if missing:
+                raise ValueError(f"source {name}: required field(s) {missing} are not mapped")
+        return sources
+
+    @model_validator(mode="after")
+    def _timezone_ok(self) -> ProfilesConfig:
+        from zoneinfo import ZoneInfo
+
+        for tz in (self.warehouse.timezone, self.schedule.timezone):
+            ZoneInfo(tz)  # raises on an unknown zone
+        return self
+
+    # ---- resolved paths -------------------------------------------------------------
+    def _resolve(self, path: Path, env: str | None = None) -> Path:
+        if env and os.environ.get(env):
+            return Path(os.environ[env]).resolve()
+        return path if path.is_absolute() else (self.config_path.parent / path).resolve()
+
+    @property
+    def warehouse_path(self) -> Path:
+        return self._resolve(self.warehouse.path, "PROFILES_WAREHOUSE")
+
+    @property
+    def exports_dir(self) -> Path:
+        return self._resolve(self.warehouse.exports_dir, "PROFILES_EXPORTS")
+
+    @property
+    def models_dir(self) -> Path:
+        env_root = os.environ.get("PROFILES_WAREHOUSE")
+        if env_root:  # keep models beside an overridden warehouse (tests, other environments)
+            return Path(env_root).resolve().parent / "models"
+        return self._resolve(self.warehouse.models_dir)
+
+    @property
+    def tag_rules_dir(self) -> Path:
+        return self._resolve(self.tag_rules, "PROFILES_TAG_RULES")
+
+    @property
+    def landing_dir(self) -> Path:
+        return self._resolve(self.landing_root, "PROFILES_LANDING")
+
+    def source_files(self, name: str) -> list[Path]:
+        src = self.sources[name]
+        folder = src.landing if src.landing.is_absolute() else self.landing_dir / src.landing
+        return sorted(Path(p) for p in glob.glob(str(folder / src.pattern)) if Path(p).is_file())
+
+    def resolved_snapshot_date(self, today: dt.date | None = None) -> dt.date:
+        if self.snapshot_date == "today":
+            return today or dt.date.today()
+        return self.snapshot_date
+
+
+def _format_validation_error(path: Path, exc: ValidationError) -> str:
+    lines = [f"{path}: invalid configuration"]
+    for err in exc.errors():
+        where = " → ".join(str(p) for p in err["loc"]) or "(top level)"
+        lines.append(f"  {where}: {err['msg']}")
+    return "\n".join(lines)
+
+
+def load_config(path: Path | str | None = None) -> ProfilesConfig:
+    path = Path(path or os.environ.get("PROFILES_CONFIG") or DEFAULT_CONFIG).resolve()
+    if not path.exists():
+        raise ConfigError(f"{path}: configuration file not found")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+    try:
+        return ProfilesConfig.model_validate({**raw, "config_path": path})
+    except ValidationError as exc:
+        raise ConfigError(_format_validation_error(path, exc)) from exc
+
+
+def check_source_headers(cfg: ProfilesConfig, only: str | None = None) -> list[str]:
+    """Every mapped column must exist in every landing file: returns the problems found
+    (for every source, or ``only`` that one).
+
+    JSON Lines have no header: keys of required fields must appear in the first lines.
+    """
+    problems = []
+    for name, src in cfg.sources.items():
+        if only is not None and name != only:
+            continue
+        mapping = src.mapping()
+        for path in cfg.source_files(name):
+            try:
+                header = set(read_header(path, src.read_options()))
+            except (ExportFileError, OSError, UnicodeError) as exc:
+                problems.append(f"source {name}: {exc}")
+                continue
+            for field_name, fm in mapping.items():
+                if src.format == "jsonl" and not ENTITIES[name].field(field_name).required:
+                    continue
+                if fm.column not in header:
+                    problems.append(
+                        f"source {name}: field {field_name} is mapped to column {fm.column!r}, "
+                        f"which {path} does not have (it has: {', '.join(sorted(header))})"
+                    )
+    return problems
+
+
+def preflight(cfg: ProfilesConfig) -> None:
+    """Raise ConfigError naming the config file, source and column before any asset runs."""
+    problems = check_source_headers(cfg)
+    if problems:
+        raise ConfigError(f"{cfg.config_path}: configuration does not match the exports\n  "
+                          + "\n  ".join(problems))

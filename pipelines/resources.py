@@ -1,0 +1,50 @@
+"""Dagster resources: the project configuration and the working DuckDB warehouse.
+
+DuckDB allows one writing process per file, so every asset opens the file through this
+resource inside the one run process (the job uses the in-process executor) and closes it
+when done; nothing else writes to the working file.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from functools import cached_property
+
+import duckdb
+from dagster import ConfigurableResource
+
+from pipelines.config import ProfilesConfig, load_config
+from transforms.normalize import register_normalizers
+
+
+def open_warehouse(cfg: ProfilesConfig, read_only: bool = False) -> duckdb.DuckDBPyConnection:
+    path = cfg.warehouse_path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # Extensions cannot be downloaded here (and a nightly job should not try): fail fast instead.
+    con = duckdb.connect(str(path), read_only=read_only,
+                         config={"autoinstall_known_extensions": False})
+    con.execute(f"SET memory_limit = '{cfg.warehouse.memory_limit}'")
+    con.execute(f"SET temp_directory = '{path.parent / 'duckdb_tmp'}'")
+    if cfg.warehouse.threads:
+        con.execute(f"SET threads = {int(cfg.warehouse.threads)}")
+    register_normalizers(con, cfg.nullish_values, cfg.warehouse.timezone, cfg.phone_region)
+    return con
+
+
+class Warehouse(ConfigurableResource):
+    """Opens the working warehouse. ``config_path`` empty = PROFILES_CONFIG or profiles.yaml."""
+
+    config_path: str = ""
+
+    @cached_property
+    def config(self) -> ProfilesConfig:
+        return load_config(self.config_path or None)
+
+    @contextmanager
+    def connect(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        con = open_warehouse(self.config)
+        try:
+            yield con
+        finally:
+            con.close()

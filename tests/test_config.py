@@ -1,0 +1,64 @@
+"""A wrong configuration fails before anything runs, naming the file, the source and the field."""
+
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+
+from pipelines.cli import main
+from pipelines.config import ConfigError, load_config, preflight
+
+REPO_CONFIG = Path(__file__).resolve().parent.parent / "profiles.yaml"
+
+
+def write_config(tmp_path: Path, edit) -> Path:
+    data = yaml.safe_load(REPO_CONFIG.read_text(encoding="utf-8"))
+    edit(data)
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    path = tmp_path / "profiles.yaml"
+    path.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+    shutil.copytree(REPO_CONFIG.parent / "tag_rules", tmp_path / "tag_rules")
+    return path
+
+
+def test_repo_config_matches_the_committed_sample():
+    preflight(load_config(REPO_CONFIG))
+
+
+def test_column_missing_from_the_export_is_named_before_the_run(workdir, capsys):
+    def edit(data):
+        data["sources"]["erp_orders"]["columns"]["amount"] = "金额(元)"
+
+    path = write_config(workdir, edit)
+    with pytest.raises(ConfigError) as err:
+        preflight(load_config(path))
+    message = str(err.value)
+    assert "source erp_orders: field amount is mapped to column '金额(元)'" in message
+    assert "orders_01.xlsx does not have" in message
+    # The command line stops before any asset runs, with exit code 2 and nothing built.
+    assert main(["--config", str(path), "build"]) == 2
+    assert "金额(元)" in capsys.readouterr().err
+    assert not (workdir / "warehouse" / "profiles.duckdb").exists()
+
+
+def test_unknown_field_and_unmapped_required_field(tmp_path):
+    def unknown(data):
+        data["sources"]["crm_customers"]["columns"]["nickname"] = "昵称"
+
+    with pytest.raises(ConfigError, match=r"crm_customers: unknown field\(s\) \['nickname'\]"):
+        load_config(write_config(tmp_path / "a", unknown))
+
+    def unmapped(data):
+        del data["sources"]["erp_orders"]["columns"]["order_no"]
+
+    with pytest.raises(ConfigError, match=r"erp_orders: required field\(s\) \['order_no'\] are not mapped"):
+        load_config(write_config(tmp_path / "b", unmapped))
+
+
+def test_typo_in_a_setting_is_named(tmp_path):
+    def typo(data):
+        data["sources"]["erp_orders"]["header_rows"] = 2
+
+    with pytest.raises(ConfigError, match=r"sources → erp_orders → header_rows: Extra inputs"):
+        load_config(write_config(tmp_path, typo))

@@ -1,0 +1,126 @@
+"""Reading exports into raw and typing them in staging: encodings, layouts, rejects, accounting."""
+
+import datetime as dt
+from pathlib import Path
+
+import pytest
+
+from transforms.raw import SchemaDriftError, ensure_raw_schema, load_file
+from transforms.readers import ReadOptions, detect_encoding, read_header
+from transforms.staging import build_staging, ensure_staging_schema
+
+CRM_MAP = {"customer_code": "客户编号", "name": "客户名称", "phone": "手机", "email": "邮箱",
+           "gender": "性别", "birth_date": "出生日期", "province": "省份", "city": "城市",
+           "address": "地址", "industry": "行业", "lead_source": "客户来源", "stage": "客户阶段",
+           "owner": "负责人", "created_at": "创建时间"}
+NOW = dt.datetime(2026, 11, 21, 2, 0)
+
+
+@pytest.fixture
+def wh(con):
+    ensure_raw_schema(con)
+    ensure_staging_schema(con)
+    return con
+
+
+def test_encodings_are_detected(tmp_path):
+    text = "客户编号,客户名称\nKH1,张伟\n"
+    for name, encoding, expected in [("gb.csv", "gb18030", "gb18030"),
+                                     ("bom.csv", "utf-8-sig", "utf-8-sig"),
+                                     ("utf8.csv", "utf-8", "utf-8")]:
+        (tmp_path / name).write_bytes(text.encode(encoding))
+        assert detect_encoding(tmp_path / name) == expected
+        assert read_header(tmp_path / name, ReadOptions("csv")) == ["客户编号", "客户名称"]
+
+
+def test_gb18030_csv_loads_with_lineage_and_malformed_row_is_rejected(wh, workdir):
+    path = workdir / "landing" / "crm" / "customers.csv"
+    load = load_file(wh, "crm_customers", path, ReadOptions("csv"), CRM_MAP, NOW, "run1")
+    assert (load.rows_read, load.rows_loaded, load.rows_rejected) == (7, 6, 1)
+    rows = wh.execute("""SELECT customer_code, name, _row_number, _source_file
+                         FROM raw.crm_customers ORDER BY _row_number""").fetchall()
+    assert [r[:3] for r in rows] == [("KH001", "张伟", 2), ("KH002", "李娜", 3), ("KH003", "王芳", 4),
+                                     ("KH004", "赵强", 5), ("KH005", "孙丽", 6), ("KH009", "张 伟", 8)]
+    assert rows[0][3] == str(path)
+    reject = wh.execute("SELECT row_number, column_name, reason FROM raw.rejects").fetchall()
+    assert reject == [(7, "extra field 15 after 创建时间",
+                       "TOO MANY COLUMNS: Expected Number of Columns: 14 Found: 15")]
+
+
+def test_loading_the_same_file_twice_is_a_no_op(wh, workdir):
+    path = workdir / "landing" / "crm" / "customers.csv"
+    load_file(wh, "crm_customers", path, ReadOptions("csv"), CRM_MAP, NOW)
+    again = load_file(wh, "crm_customers", path, ReadOptions("csv"), CRM_MAP, NOW)
+    assert again.skipped
+    assert wh.execute("SELECT count(*) FROM raw.crm_customers").fetchall() == [(6,)]
+
+
+def test_missing_column_is_schema_drift_naming_file_and_columns(wh, tmp_path):
+    path = tmp_path / "customers.csv"
+    path.write_text("客户编号,姓名\nKH1,张伟\n", encoding="utf-8")
+    with pytest.raises(SchemaDriftError, match=r"customers.csv: missing column\(s\) \['客户名称'\]"):
+        load_file(wh, "crm_customers", path, ReadOptions("csv"),
+                  {"customer_code": "客户编号", "name": "客户名称"}, NOW)
+    assert wh.execute("SELECT count(*) FROM raw.file_registry").fetchall() == [(0,)]
+
+
+def test_xlsx_with_title_row_excel_serials_and_yuan_amounts(wh, workdir):
+    mapping = {"order_no": "订单号", "line_no": "行号", "customer_code": "客户代码",
+               "ordered_at": "下单时间", "sku": "商品编码", "product_name": "商品名称",
+               "category": "品类", "quantity": "数量", "unit_price": "单价", "amount": "金额"}
+    path = workdir / "landing" / "erp" / "orders_01.xlsx"
+    load = load_file(wh, "erp_orders", path, ReadOptions("xlsx", header_row=2, sheet="销售订单"),
+                     mapping, NOW)
+    assert (load.rows_read, load.rows_rejected) == (6, 0)
+    stats = build_staging(wh, "erp_orders", mapping)
+    assert (stats.rows_in, stats.rows_staged, stats.rows_quarantined) == (6, 5, 1)
+    first = wh.execute("""SELECT order_no, ordered_at, quantity, unit_price, amount, _row_number
+                          FROM staging.erp_orders ORDER BY _row_number LIMIT 1""").fetchall()[0]
+    assert first == ("SO001", dt.datetime(2025, 12, 9, 21, 0), 2, pytest.approx(199), 398, 3)
+    refund = wh.execute("SELECT quantity, amount FROM staging.erp_orders WHERE order_no = 'SO005'"
+                        ).fetchall()
+    assert [(q, float(a)) for q, a in refund] == [(-1, -300.0)]
+    # The corrupted date lands in quarantine naming the export column; the rest loads.
+    assert wh.execute("""SELECT row_number, field, column_name, value, reason
+                         FROM staging.quarantine""").fetchall() == [
+        (5, "ordered_at", "下单时间", "2026-13-45", "cannot parse as a date/time")]
+
+
+def test_staging_accounting_balances_per_file(wh, workdir):
+    path = workdir / "landing" / "crm" / "customers.csv"
+    load_file(wh, "crm_customers", path, ReadOptions("csv"), CRM_MAP, NOW)
+    stats = build_staging(wh, "crm_customers", CRM_MAP)
+    assert (stats.rows_staged, stats.rows_quarantined) == (6, 1)
+    assert wh.execute("""SELECT rows_read, rows_staged, rows_quarantined, balanced
+                         FROM staging.file_accounting""").fetchall() == [(7, 6, 1, True)]
+    staged = dict(wh.execute("SELECT customer_code, phone FROM staging.crm_customers").fetchall())
+    assert staged["KH001"] == staged["KH009"] == "+8613800138000"
+    assert staged["KH003"] == "+861062345678"
+
+
+def test_optional_field_that_cannot_parse_is_nulled_and_logged(wh, tmp_path):
+    path = tmp_path / "customers.csv"
+    path.write_text("客户编号,出生日期,邮箱\nKH1,1990-13-45,bad-email\nKH2,1990-01-02,a@b.cn\n",
+                    encoding="utf-8")
+    mapping = {"customer_code": "客户编号", "birth_date": "出生日期", "email": "邮箱"}
+    load_file(wh, "crm_customers", path, ReadOptions("csv"), mapping, NOW)
+    stats = build_staging(wh, "crm_customers", mapping)
+    assert (stats.rows_staged, stats.rows_quarantined, stats.value_issues) == (2, 0, 2)
+    assert wh.execute("""SELECT row_number, column_name, value, reason FROM staging.value_issues
+                         ORDER BY column_name""").fetchall() == [
+        (2, "出生日期", "1990-13-45", "cannot parse as a date"),
+        (2, "邮箱", "bad-email", "not an email address")]
+
+
+def test_jsonl_invalid_line_is_rejected_and_fen_amounts_become_yuan(wh, workdir):
+    mapping = {"openid": "openid", "event_type": "event_type", "event_at": "event_time",
+               "amount": "amount_fen", "category": "category"}
+    path = Path(workdir / "landing" / "wechat" / "events.jsonl")
+    load = load_file(wh, "wechat_events", path, ReadOptions("jsonl"), mapping, NOW)
+    assert (load.rows_read, load.rows_loaded, load.rows_rejected) == (4, 3, 1)
+    build_staging(wh, "wechat_events", mapping, units={"amount": "fen"})
+    order = wh.execute("""SELECT amount, event_at FROM staging.wechat_events
+                          WHERE event_type = 'mall_order'""").fetchall()
+    assert [(float(a), t) for a, t in order] == [(159.0, dt.datetime(2025, 11, 1, 20, 26, 40))]
+    assert wh.execute("SELECT row_number, value, reason FROM staging.quarantine").fetchall() == [
+        (3, "{this is not json", "invalid JSON")]

@@ -1,0 +1,128 @@
+"""The whole asset graph, materialised by Dagster on the hand-made exports (real DuckDB, real
+Dagster run, real scikit-learn), then again with a new export file landed in between."""
+
+import duckdb
+import polars as pl
+import pytest
+from handmade import write_exports
+
+from pipelines.definitions import build_definitions
+
+NEW_CRM = "客户编号,客户名称,手机,邮箱,性别,出生日期,省份,城市,地址,行业,客户来源,客户阶段,负责人,创建时间\n" \
+          "KH010,周杰,13600136000,zj@qq.com,男,1992-02-02,浙江,杭州,,IT/互联网,官网,线索,李雷,2026-11-21\n" \
+          "KH011,李娜,13900139000,,女,,北京,北京,,金融,展会,成交客户,韩梅,2026-11-21\n"
+
+
+def run_build():
+    result = build_definitions().resolve_job_def("nightly_rebuild").execute_in_process(
+        run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}})
+    assert result.success
+    return result
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    root = tmp_path_factory.mktemp("pipeline")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("PROFILES_LANDING", str(write_exports(root / "landing")))
+        mp.setenv("PROFILES_WAREHOUSE", str(root / "warehouse" / "profiles.duckdb"))
+        mp.setenv("PROFILES_EXPORTS", str(root / "exports"))
+        first = run_build()
+        con = duckdb.connect(str(root / "warehouse" / "profiles.duckdb"))
+        snapshot1 = {
+            "ids": dict(con.execute("SELECT source || ':' || source_key, customer_id "
+                                    "FROM identity.customer_map").fetchall()),
+            "counts": con.execute("""SELECT (SELECT count(*) FROM raw.crm_customers),
+                (SELECT count(*) FROM staging.erp_orders), (SELECT count(*) FROM staging.quarantine),
+                (SELECT count(*) FROM profile.customer_profile)""").fetchall()[0],
+        }
+        con.close()
+        second = run_build()  # same exports: nothing new is loaded
+        con = duckdb.connect(str(root / "warehouse" / "profiles.duckdb"))
+        snapshot1["counts_again"] = con.execute("""SELECT (SELECT count(*) FROM raw.crm_customers),
+            (SELECT count(*) FROM staging.erp_orders), (SELECT count(*) FROM staging.quarantine),
+            (SELECT count(*) FROM profile.customer_profile)""").fetchall()[0]
+        con.close()
+        (root / "landing" / "crm" / "customers_20261121.csv").write_bytes(NEW_CRM.encode("gb18030"))
+        run_build()
+        yield {"root": root, "first": first, "second": second, **snapshot1}
+
+
+@pytest.fixture
+def wh(built):
+    con = duckdb.connect(str(built["root"] / "warehouse" / "profiles.duckdb"), read_only=True)
+    yield con
+    con.close()
+
+
+def ids_of(wh):
+    return dict(wh.execute("SELECT source || ':' || source_key, customer_id "
+                           "FROM identity.customer_map").fetchall())
+
+
+def test_every_asset_materialised_with_metadata(built):
+    events = built["first"].get_asset_materialization_events()
+    keys = {e.asset_key.to_user_string() for e in events}
+    assert {"raw_crm_customers", "staging_erp_orders", "customer_identity", "customer_profile",
+            "parquet_exports"} <= keys
+    meta = {e.asset_key.to_user_string(): e.materialization.metadata for e in events}
+    assert meta["raw_crm_customers"]["rows_read"].value == 7
+    assert meta["raw_crm_customers"]["rows_rejected"].value == 1
+    assert meta["staging_erp_orders"]["rows_quarantined"].value == 1
+    assert meta["customer_profile"]["dagster/row_count"].value == 5
+
+
+def test_running_twice_loads_nothing_twice(built):
+    assert built["counts"] == built["counts_again"] == (6, 5, 3, 5)
+
+
+def test_row_accounting_per_file(wh):
+    rows = wh.execute("SELECT source_file, rows_read, rows_staged, rows_quarantined, balanced "
+                      "FROM staging.file_accounting").fetchall()
+    assert len(rows) == 8  # 7 exports + the file landed before the third run
+    assert all(r[4] for r in rows)
+    assert sum(r[1] for r in rows) == sum(r[2] + r[3] for r in rows)
+
+
+def test_identity_links_sources_and_ignores_the_switchboard(wh, built):
+    ids = built["ids"]
+    # 张伟: two CRM entries, the ERP customer (CRM reference) and the follower (bound phone).
+    assert ids["crm:KH001"] == ids["crm:KH009"] == ids["erp:C001"] == ids["wechat:o1"]
+    # 李娜: CRM + ERP by email, two openids by unionid (one of them has a bound phone).
+    assert ids["crm:KH002"] == ids["erp:C002"] == ids["wechat:o2"] == ids["wechat:o3"]
+    # Three unrelated customers behind one switchboard number stay three customers.
+    assert len({ids["crm:KH003"], ids["crm:KH004"], ids["crm:KH005"]}) == 3
+    assert wh.execute("SELECT key_value, reason FROM identity.hub_keys").fetchall() == [
+        ("+861062345678", "too many distinct names")]
+
+
+def test_ids_are_stable_when_new_records_arrive(wh, built):
+    before, after = built["ids"], ids_of(wh)
+    assert {k: after[k] for k in before} == before
+    assert after["crm:KH011"] == before["crm:KH002"]  # joins 李娜 by phone
+    assert after["crm:KH010"] not in before.values()  # a new person gets a new id
+
+
+def test_profile_one_row_per_customer_with_tags_and_segment(wh):
+    total, distinct, with_segment = wh.execute(
+        "SELECT count(*), count(DISTINCT customer_id), count(segment_id) "
+        "FROM profile.customer_profile").fetchall()[0]
+    assert total == distinct == with_segment == 6
+    zhang = wh.execute("""SELECT name, phone, email, sources, orders_lifetime, spend_lifetime,
+                                 preferred_category, tags
+                          FROM profile.customer_profile WHERE name = '张伟'""").fetchall()[0]
+    assert zhang[:4] == ("张伟", "+8613800138000", "zw@qq.com", ["crm", "erp", "wechat"])
+    assert (zhang[4], float(zhang[5]), zhang[6]) == (3, 398 + 1299 + 159, "美妆")
+    assert "华南" in zhang[7]
+    assert wh.execute("SELECT count(*) FROM core.unmatched_facts WHERE source_key = 'C999'"
+                      ).fetchall() == [(1,)]
+
+
+def test_parquet_export_reads_back(built):
+    path = built["root"] / "exports" / "profile" / "snapshot_date=2026-11-20"
+    assert (path / "_SUCCESS").exists()
+    frame = pl.read_parquet(path / "data.parquet")
+    assert frame.height == 6 and frame["customer_id"].n_unique() == 6
+    hive = duckdb.sql(f"""SELECT snapshot_date, count(*) FROM read_parquet(
+        '{built['root']}/exports/profile/*/data.parquet', hive_partitioning = true) GROUP BY 1""")
+    assert [(str(d), n) for d, n in hive.fetchall()] == [("2026-11-20", 6)]

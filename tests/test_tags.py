@@ -1,0 +1,68 @@
+"""Tag rules: validated before a run with errors naming file and tag; evaluated in one pass."""
+
+from pathlib import Path
+
+import pytest
+
+from transforms.features import FEATURES
+from transforms.tags import TagRuleError, evaluate_tags, load_rules, validate_rules
+
+REPO_RULES = Path(__file__).resolve().parent.parent / "tag_rules"
+
+
+def rules_dir(tmp_path: Path, text: str) -> Path:
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    (tmp_path / "test.yaml").write_text(text, encoding="utf-8")
+    return tmp_path
+
+
+GOOD = """
+category: 客户价值
+groups:
+  - name: 价值分层
+    exclusive: true
+    tags:
+      - {id: vip, name: VIP客户, when: "spend_365d >= pct(spend_365d, 0.5) AND spend_365d > 0"}
+      - {id: buyer, name: 普通客户, when: "orders_365d >= 1"}
+  - name: 频次
+    tags:
+      - {id: frequent, name: 高频, when: "orders_365d >= 3"}
+"""
+
+
+def test_repo_rules_are_valid():
+    validate_rules(load_rules(REPO_RULES))
+
+
+@pytest.mark.parametrize("when, problem", [
+    ("spend_356d > 0", "spend_356d"),  # unknown column, named
+    ("orders_365d >= AND 1", "syntax error"),
+])
+def test_invalid_rule_names_file_tag_and_problem(tmp_path, when, problem):
+    rules = load_rules(rules_dir(tmp_path, GOOD.replace("orders_365d >= 3", when)))
+    with pytest.raises(TagRuleError) as err:
+        validate_rules(rules)
+    assert "test.yaml: tag frequent (高频)" in str(err.value)
+    assert problem in str(err.value)
+
+
+def test_duplicate_id_and_empty_group(tmp_path):
+    with pytest.raises(TagRuleError, match="tag vip: duplicate id"):
+        load_rules(rules_dir(tmp_path / "a", GOOD.replace("id: frequent", "id: vip")))
+    empty = GOOD.split("  - name: 频次")[0] + "  - name: 频次\n    tags: []\n"
+    with pytest.raises(TagRuleError, match="groups → 1 → tags: Value error, group has no tags"):
+        load_rules(rules_dir(tmp_path / "b", empty))
+
+
+def test_exclusive_group_first_match_wins_and_percentile_helper(con, tmp_path):
+    cols = ", ".join(f"NULL AS {c}" for c in FEATURES if c not in ("spend_365d", "orders_365d"))
+    con.execute("CREATE SCHEMA features")
+    con.execute(f"""CREATE TABLE features.customer_features AS
+        SELECT * FROM (VALUES ('A', 1000.0, 5), ('B', 10.0, 1), ('C', 0.0, 0), ('D', 500.0, 3))
+        t(customer_id, spend_365d, orders_365d), (SELECT {cols})""")
+    evaluate_tags(con, load_rules(rules_dir(tmp_path, GOOD)))
+    tags = con.execute("SELECT customer_id, tag_id FROM profile.customer_tags ORDER BY 1, 2").fetchall()
+    # median spend is 255: A and D are VIP (not also 普通客户: exclusive), B is a buyer, C nothing.
+    assert tags == [("A", "frequent"), ("A", "vip"), ("B", "buyer"), ("D", "frequent"), ("D", "vip")]
+    coverage = dict(con.execute("SELECT tag_id, coverage FROM profile.tag_catalog").fetchall())
+    assert {k: float(v) for k, v in coverage.items()} == {"vip": 0.5, "buyer": 0.25, "frequent": 0.5}

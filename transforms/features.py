@@ -1,0 +1,219 @@
+"""Features: one row per customer as of a snapshot date, computed in one DuckDB statement.
+
+FEATURES is the single documented list (name, meaning, unit): it feeds the data dictionary and
+is the column list tag rules may use. Only facts dated on or before the snapshot date count, so
+the same function computes features "as of" any past cutoff (for training without leakage).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from transforms.sql import fetch_scalar
+
+FEATURES: dict[str, tuple[str, str]] = {
+    # basic
+    "gender": ("性别 M / F", ""),
+    "age": ("age in whole years at the snapshot date", "years"),
+    "age_band": ("age band: <25, 25-30, 30-40, 40-50, 50+", ""),
+    "province": ("province, canonical full name", ""),
+    "city": ("city, canonical full name", ""),
+    "industry": ("industry from CRM", ""),
+    "lead_source": ("lead source from CRM (客户来源)", ""),
+    "crm_stage": ("CRM customer stage (客户阶段)", ""),
+    "owner": ("responsible sales rep", ""),
+    "tenure_days": ("days since the customer was first seen in any source", "days"),
+    # value
+    "first_order_date": ("date of the first purchase", "date"),
+    "last_order_date": ("date of the last purchase", "date"),
+    "days_since_first_order": ("days since the first purchase (NULL if never bought)", "days"),
+    "recency_days": ("days since the last purchase (NULL if never bought)", "days"),
+    "orders_30d": ("purchases (orders that are not pure refunds) in the last 30 days", "orders"),
+    "orders_90d": ("purchases in the last 90 days", "orders"),
+    "orders_365d": ("purchases in the last 365 days", "orders"),
+    "orders_lifetime": ("purchases ever", "orders"),
+    "spend_30d": ("net spend in the last 30 days, refunds netted", "yuan"),
+    "spend_90d": ("net spend in the last 90 days, refunds netted", "yuan"),
+    "spend_365d": ("net spend in the last 365 days, refunds netted", "yuan"),
+    "spend_lifetime": ("net spend ever, refunds netted", "yuan"),
+    "avg_order_value": ("net lifetime spend / lifetime purchases", "yuan"),
+    "refund_lines": ("order lines that are refunds", "lines"),
+    "r_score": ("RFM recency score 1-5 by quintile among buyers (5 = most recent)", "score"),
+    "f_score": ("RFM frequency score 1-5 by quintile of lifetime purchases", "score"),
+    "m_score": ("RFM monetary score 1-5 by quintile of lifetime net spend", "score"),
+    "rfm_segment": ("RFM segment name (Champions, Loyal, At risk, …; 'No purchase')", ""),
+    # behaviour
+    "mean_days_between_orders": ("mean gap between consecutive purchases", "days"),
+    "median_days_between_orders": ("median gap between consecutive purchases", "days"),
+    "preferred_category": ("category with the largest net spend", ""),
+    "preferred_category_share": ("share of net spend in the preferred category", "ratio"),
+    "night_order_share": ("share of purchases placed 20:00-22:00", "ratio"),
+    "weekend_order_share": ("share of purchases placed on Saturday or Sunday", "ratio"),
+    "wechat_mall_spend_share": ("share of net spend through the WeChat mall (vs ERP)", "ratio"),
+    "followups_90d": ("CRM follow-ups in the last 90 days", "follow-ups"),
+    "days_since_followup": ("days since the last CRM follow-up", "days"),
+    # funnel
+    "opportunity_stage": ("stage of the most recent opportunity", ""),
+    "days_in_stage": ("days the most recent opportunity has been in its stage", "days"),
+    "opportunities_won": ("opportunities that reached 赢单", "opportunities"),
+    "opportunities_lost": ("opportunities that reached 输单", "opportunities"),
+    # social (WeChat)
+    "wechat_subscribed": ("currently follows the official account", "bool"),
+    "days_since_subscribe": ("days since following the official account", "days"),
+    "article_reads_30d": ("article reads in the last 30 days", "reads"),
+    "article_reads_90d": ("article reads in the last 90 days", "reads"),
+    "shares_30d": ("article shares in the last 30 days", "shares"),
+    "shares_90d": ("article shares in the last 90 days", "shares"),
+    "referrals": ("people invited who then followed the account", "people"),
+    "engagement_score": ("0-100 percentile of reads + 3 × shares in 90 days", "score"),
+    "influence_score": ("0-100 percentile of shares in 90 days + 5 × referrals", "score"),
+}
+
+
+def build_features(con, snapshot: dt.date) -> int:
+    """features.customer_features as of ``snapshot`` (facts after it are ignored)."""
+    con.execute("CREATE SCHEMA IF NOT EXISTS features")
+    con.execute(
+        """CREATE OR REPLACE TABLE features.customer_features AS
+        WITH params AS (SELECT $snap::DATE AS snap, ($snap::DATE + 1)::TIMESTAMP AS cutoff),
+        lines AS (
+            SELECT l.* FROM core.order_lines l, params
+            WHERE customer_id IS NOT NULL AND ordered_at < cutoff),
+        orders AS (
+            SELECT customer_id, order_id, channel, min(ordered_at) AS ordered_at,
+                   bool_and(is_refund) AS refund_only
+            FROM lines GROUP BY ALL),
+        purchases AS (
+            SELECT *, datediff('day', lag(ordered_at) OVER (PARTITION BY customer_id
+                                                            ORDER BY ordered_at), ordered_at) AS gap
+            FROM orders WHERE NOT refund_only),
+        value AS (
+            SELECT customer_id,
+                   min(ordered_at)::DATE AS first_order_date,
+                   max(ordered_at)::DATE AS last_order_date,
+                   count(*) FILTER (WHERE ordered_at >= snap - 30) AS orders_30d,
+                   count(*) FILTER (WHERE ordered_at >= snap - 90) AS orders_90d,
+                   count(*) FILTER (WHERE ordered_at >= snap - 365) AS orders_365d,
+                   count(*) AS orders_lifetime,
+                   avg(gap) AS mean_days_between_orders,
+                   median(gap) AS median_days_between_orders,
+                   avg((hour(ordered_at) BETWEEN 20 AND 21)::INT) AS night_order_share,
+                   avg((dayofweek(ordered_at) IN (0, 6))::INT) AS weekend_order_share
+            FROM purchases, params GROUP BY customer_id),
+        spend AS (
+            SELECT customer_id,
+                   coalesce(sum(amount) FILTER (WHERE ordered_at >= snap - 30), 0) AS spend_30d,
+                   coalesce(sum(amount) FILTER (WHERE ordered_at >= snap - 90), 0) AS spend_90d,
+                   coalesce(sum(amount) FILTER (WHERE ordered_at >= snap - 365), 0) AS spend_365d,
+                   sum(amount) AS spend_lifetime,
+                   count(*) FILTER (WHERE is_refund) AS refund_lines,
+                   sum(amount) FILTER (WHERE channel = 'wechat_mall') / nullif(sum(amount), 0)
+                       AS wechat_mall_spend_share
+            FROM lines, params GROUP BY customer_id),
+        categories AS (
+            SELECT customer_id, arg_max(category, net) AS preferred_category,
+                   max(net) / nullif(sum(greatest(net, 0)), 0) AS preferred_category_share
+            FROM (SELECT customer_id, category, sum(amount) AS net FROM lines
+                  WHERE category IS NOT NULL GROUP BY ALL)
+            GROUP BY customer_id),
+        follow AS (
+            SELECT customer_id,
+                   count(*) FILTER (WHERE followup_at >= snap - 90) AS followups_90d,
+                   datediff('day', max(followup_at)::DATE, snap) AS days_since_followup
+            FROM core.followups, params
+            WHERE customer_id IS NOT NULL AND followup_at < cutoff GROUP BY customer_id, snap),
+        opp AS (
+            SELECT customer_id,
+                   arg_max(stage, entered_at) AS opportunity_stage,
+                   datediff('day', max(entered_at)::DATE, any_value(snap)) AS days_in_stage,
+                   count(DISTINCT opportunity_code) FILTER (WHERE stage = '赢单') AS opportunities_won,
+                   count(DISTINCT opportunity_code) FILTER (WHERE stage = '输单') AS opportunities_lost
+            FROM core.opportunity_stages, params
+            WHERE customer_id IS NOT NULL AND entered_at < cutoff GROUP BY customer_id),
+        wx AS (
+            SELECT customer_id,
+                   count(*) FILTER (WHERE event_type = 'article_read' AND event_at >= snap - 30)
+                       AS article_reads_30d,
+                   count(*) FILTER (WHERE event_type = 'article_read' AND event_at >= snap - 90)
+                       AS article_reads_90d,
+                   count(*) FILTER (WHERE event_type = 'share' AND event_at >= snap - 30) AS shares_30d,
+                   count(*) FILTER (WHERE event_type = 'share' AND event_at >= snap - 90) AS shares_90d
+            FROM core.wechat_events, params
+            WHERE customer_id IS NOT NULL AND event_at < cutoff GROUP BY customer_id),
+        referred AS (  -- an invitation counts when the invited openid became a known follower
+            SELECT e.customer_id, count(DISTINCT e.invited_openid) AS referrals
+            FROM core.wechat_events e, params
+            JOIN identity.customer_map m ON m.source = 'wechat' AND m.source_key = e.invited_openid
+            WHERE e.event_type = 'referral' AND e.customer_id IS NOT NULL AND e.event_at < cutoff
+            GROUP BY e.customer_id),
+        base AS (
+            SELECT c.customer_id, c.gender,
+                   floor(datediff('day', c.birth_date, p.snap) / 365.25)::INT AS age,
+                   c.province, c.city, c.industry, c.lead_source, c.crm_stage, c.owner,
+                   datediff('day', c.first_seen_at::DATE, p.snap) AS tenure_days,
+                   v.first_order_date, v.last_order_date,
+                   datediff('day', v.first_order_date, p.snap) AS days_since_first_order,
+                   datediff('day', v.last_order_date, p.snap) AS recency_days,
+                   coalesce(v.orders_30d, 0) AS orders_30d, coalesce(v.orders_90d, 0) AS orders_90d,
+                   coalesce(v.orders_365d, 0) AS orders_365d,
+                   coalesce(v.orders_lifetime, 0) AS orders_lifetime,
+                   coalesce(s.spend_30d, 0) AS spend_30d, coalesce(s.spend_90d, 0) AS spend_90d,
+                   coalesce(s.spend_365d, 0) AS spend_365d,
+                   coalesce(s.spend_lifetime, 0) AS spend_lifetime,
+                   s.spend_lifetime / nullif(v.orders_lifetime, 0) AS avg_order_value,
+                   coalesce(s.refund_lines, 0) AS refund_lines,
+                   v.mean_days_between_orders, v.median_days_between_orders,
+                   g.preferred_category, g.preferred_category_share,
+                   v.night_order_share, v.weekend_order_share, s.wechat_mall_spend_share,
+                   coalesce(f.followups_90d, 0) AS followups_90d, f.days_since_followup,
+                   o.opportunity_stage, o.days_in_stage,
+                   coalesce(o.opportunities_won, 0) AS opportunities_won,
+                   coalesce(o.opportunities_lost, 0) AS opportunities_lost,
+                   coalesce(c.wechat_subscribed, false) AS wechat_subscribed,
+                   CASE WHEN c.wechat_subscribed THEN datediff('day', wsub.subscribed_at::DATE, p.snap)
+                        END AS days_since_subscribe,
+                   coalesce(w.article_reads_30d, 0) AS article_reads_30d,
+                   coalesce(w.article_reads_90d, 0) AS article_reads_90d,
+                   coalesce(w.shares_30d, 0) AS shares_30d, coalesce(w.shares_90d, 0) AS shares_90d,
+                   coalesce(r.referrals, 0) AS referrals
+            FROM core.customers c CROSS JOIN params p
+            LEFT JOIN value v USING (customer_id) LEFT JOIN spend s USING (customer_id)
+            LEFT JOIN categories g USING (customer_id) LEFT JOIN follow f USING (customer_id)
+            LEFT JOIN opp o USING (customer_id) LEFT JOIN wx w USING (customer_id)
+            LEFT JOIN referred r USING (customer_id)
+            LEFT JOIN (SELECT m.customer_id, min(w2.subscribed_at) AS subscribed_at
+                       FROM staging.wechat_followers w2 JOIN identity.customer_map m
+                         ON m.source = 'wechat' AND m.source_key = w2.openid
+                       GROUP BY m.customer_id) wsub USING (customer_id)),
+        scored AS (
+            SELECT *,
+                   CASE WHEN orders_lifetime > 0 THEN 6 - ntile(5) OVER (
+                       PARTITION BY orders_lifetime > 0 ORDER BY recency_days, customer_id) END AS r_score,
+                   CASE WHEN orders_lifetime > 0 THEN ntile(5) OVER (
+                       PARTITION BY orders_lifetime > 0 ORDER BY orders_lifetime, customer_id) END AS f_score,
+                   CASE WHEN orders_lifetime > 0 THEN ntile(5) OVER (
+                       PARTITION BY orders_lifetime > 0 ORDER BY spend_lifetime, customer_id) END AS m_score,
+                   round(100 * percent_rank() OVER (ORDER BY article_reads_90d + 3 * shares_90d), 1)
+                       AS engagement_score,
+                   round(100 * percent_rank() OVER (ORDER BY shares_90d + 5 * referrals), 1)
+                       AS influence_score
+            FROM base)
+        SELECT * REPLACE (
+                   CASE WHEN age BETWEEN 0 AND 120 THEN age END AS age),
+               CASE WHEN age IS NULL OR age NOT BETWEEN 0 AND 120 THEN NULL
+                    WHEN age < 25 THEN '<25' WHEN age < 30 THEN '25-30'
+                    WHEN age < 40 THEN '30-40' WHEN age < 50 THEN '40-50' ELSE '50+' END AS age_band,
+               CASE WHEN orders_lifetime = 0 THEN 'No purchase'
+                    WHEN r_score >= 4 AND f_score >= 4 THEN 'Champions'
+                    WHEN r_score >= 3 AND f_score >= 3 THEN 'Loyal'
+                    WHEN r_score >= 4 AND f_score <= 2 THEN 'New'
+                    WHEN r_score <= 2 AND f_score >= 3 THEN 'At risk'
+                    WHEN r_score <= 2 AND f_score <= 2 THEN 'Hibernating'
+                    ELSE 'Needs attention' END AS rfm_segment
+        FROM scored ORDER BY customer_id""",
+        {"snap": snapshot},
+    )
+    order = ", ".join(["customer_id", *FEATURES])
+    con.execute(f"CREATE OR REPLACE TABLE features.customer_features AS "
+                f"SELECT {order} FROM features.customer_features")
+    return fetch_scalar(con, "SELECT count(*) FROM features.customer_features")

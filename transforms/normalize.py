@@ -1,0 +1,166 @@
+"""Value normalisation, as DuckDB macros (run on every row inside the engine) plus the few
+Python-only steps that run on *distinct* values only (phonenumbers for non-mobile numbers).
+
+``register_normalizers(con, nullish)`` must be called on a connection before staging SQL runs.
+Every ``parse_*`` macro returns NULL when its input cannot be read; staging compares with the
+cleaned input to tell "empty" from "unparseable".
+"""
+
+from __future__ import annotations
+
+import csv
+from importlib import resources
+
+import phonenumbers
+import pyarrow as pa
+
+from transforms.sql import quote_literal
+
+# Full-width ASCII (U+FF01..U+FF5E) and the ideographic space fold to their half-width forms.
+_FULL = "".join(chr(c) for c in range(0xFF01, 0xFF5F)) + "\u3000"
+_HALF = "".join(chr(c) for c in range(0x21, 0x7F)) + " "
+
+TIMESTAMP_FORMATS = [
+    "%Y-%m-%d %H:%M:%S",
+    "%Y-%m-%d %H:%M:%S.%f",
+    "%Y-%m-%d %H:%M",
+    "%Y-%m-%dT%H:%M:%S",
+    "%Y-%m-%dT%H:%M:%S.%f",
+    "%Y-%m-%d",
+    "%Y/%m/%d %H:%M:%S",
+    "%Y/%m/%d %H:%M",
+    "%Y/%m/%d",
+    "%Y.%m.%d %H:%M:%S",
+    "%Y.%m.%d",
+    "%Y%m%d %H:%M:%S",
+    "%Y%m%d%H%M%S",
+    "%Y%m%d",
+]
+
+DEFAULT_NULLISH = ["无", "-", "--", "—", "n/a", "na", "null", "none", "nil", "空", "/", "未填写", "#n/a"]
+
+
+def register_normalizers(con, nullish: list[str] | None = None, timezone: str = "Asia/Shanghai",
+                         phone_region: str = "CN") -> None:
+    nullish_sql = ", ".join(quote_literal(v.lower()) for v in (nullish or DEFAULT_NULLISH))
+    formats_sql = "[" + ", ".join(quote_literal(f) for f in TIMESTAMP_FORMATS) + "]"
+    tz = quote_literal(timezone)
+    cc = str(phonenumbers.country_code_for_region(phone_region))
+    macros = [
+        f"halfwidth(s) AS translate(s, {quote_literal(_FULL)}, {quote_literal(_HALF)})",
+        # clean: what every field type starts from: folded, trimmed, null-ish strings → NULL.
+        f"""clean(s) AS (SELECT CASE WHEN t = '' OR lower(t) IN ({nullish_sql}) THEN NULL ELSE t END
+            FROM (SELECT trim(regexp_replace(halfwidth(s::VARCHAR), '[\\s\\x{{200B}}\\x{{FEFF}}]+', ' ', 'g')) AS t))""",
+        "clean_code(s) AS upper(replace(clean(s), ' ', ''))",
+        # Han names: spaces are typing noise (张 伟 = 张伟); Latin names keep one space between words.
+        """clean_name(s) AS (SELECT CASE WHEN regexp_matches(c, '\\p{Han}')
+            THEN replace(c, ' ', '') ELSE c END FROM (SELECT clean(s) AS c))""",
+        """clean_email(s) AS (SELECT CASE WHEN regexp_full_match(e, '[^@\\s]+@[^@\\s]+\\.[a-z]{2,}')
+            THEN e END FROM (SELECT lower(replace(clean(s), ' ', '')) AS e))""",
+        f"""parse_timestamp(s) AS (SELECT CASE
+            WHEN c IS NULL THEN NULL
+            WHEN regexp_full_match(c, '[1-9][0-9]{{4}}(\\.[0-9]+)?')  -- Excel serial day number
+                THEN TIMESTAMP '1899-12-30' + to_seconds(round(c::DOUBLE * 86400)::BIGINT)
+            WHEN regexp_full_match(c, '[1-9][0-9]{{8,9}}')  -- unix seconds (UTC)
+                THEN timezone({tz}, to_timestamp(c::BIGINT))::TIMESTAMP
+            WHEN regexp_full_match(c, '[1-9][0-9]{{12}}')  -- unix milliseconds
+                THEN timezone({tz}, to_timestamp(c::BIGINT / 1000.0))::TIMESTAMP
+            ELSE try_strptime(regexp_replace(replace(replace(replace(replace(c, '年', '-'), '月', '-'),
+                                '日', ' '), '时', ':'), '\\s+', ' ', 'g').trim(), {formats_sql})
+            END FROM (SELECT clean(s) AS c))""",
+        """parse_timestamp_checked(s) AS (SELECT CASE WHEN year(t) BETWEEN 1900 AND 2100 THEN t END
+            FROM (SELECT parse_timestamp(s) AS t))""",
+        "parse_date(s) AS parse_timestamp_checked(s)::DATE",
+        # ¥1,234.50 / -¥1.00 / 12,000元 / (12.00) → DECIMAL yuan
+        r"""parse_amount(s) AS (SELECT CASE
+            WHEN regexp_full_match(a, '\(.*\)') THEN -TRY_CAST(trim(a, '()') AS DECIMAL(18, 2))
+            ELSE TRY_CAST(a AS DECIMAL(18, 2)) END
+            FROM (SELECT regexp_replace(clean(s), '[¥￥,，元\s]|RMB|CNY', '', 'gi') AS a))""",
+        """parse_integer(s) AS (SELECT CASE WHEN d = round(d) THEN d::BIGINT END
+            FROM (SELECT TRY_CAST(replace(clean(s), ',', '') AS DOUBLE) AS d))""",
+        """parse_boolean(s) AS (SELECT CASE
+            WHEN lower(c) IN ('1', 'true', 't', 'yes', 'y', '是') THEN true
+            WHEN lower(c) IN ('0', 'false', 'f', 'no', 'n', '否') THEN false END
+            FROM (SELECT clean(s) AS c))""",
+        # WeChat sex: 1 male, 2 female, 0 unknown; CRM: 男 / 女.
+        """parse_gender(s) AS (SELECT CASE
+            WHEN lower(c) IN ('男', 'm', 'male', '1', '先生') THEN 'M'
+            WHEN lower(c) IN ('女', 'f', 'female', '2', '女士') THEN 'F' END
+            FROM (SELECT clean(s) AS c))""",
+        """gender_known(s) AS lower(clean(s)) IN ('男', 'm', 'male', '1', '先生', '女', 'f', 'female',
+            '2', '女士', '0', '未知', 'unknown', 'u', '保密')""",
+        """parse_list(s) AS (SELECT CASE
+            WHEN c IS NULL THEN NULL
+            WHEN json_valid(c) AND json_type(c::JSON) = 'ARRAY' THEN json_extract_string(c, '$[*]')
+            ELSE list_transform(string_split(c, ','), lambda x: trim(x)) END
+            FROM (SELECT clean(s) AS c))""",
+        # Mainland mobiles in any form (+86 138 0013 8000, 0086…, 138-0013-8000) without Python.
+        """phone_digits(s) AS regexp_replace(clean(s), '[^0-9+]', '', 'g')""",
+        f"""mobile_e164(s) AS (SELECT CASE
+            WHEN regexp_full_match(d, '(\\+?{cc}|00{cc})?1[3-9][0-9]{{9}}')
+                THEN '+{cc}' || right(d, 11) END
+            FROM (SELECT phone_digits(s) AS d))""",
+        """province_key(s) AS lower(regexp_replace(clean(s), '[\\s\\-_]', '', 'g'))""",
+    ]
+    for macro in macros:
+        con.execute(f"CREATE OR REPLACE TEMP MACRO {macro}")
+    _register_regions(con)
+    register_region_macros(con)
+
+
+def _read_reference(name: str) -> list[dict[str, str]]:
+    with resources.files("transforms.reference").joinpath(name).open(encoding="utf-8") as fh:
+        return list(csv.DictReader(fh))
+
+
+def _aliases(row: dict[str, str], canonical_col: str) -> list[str]:
+    names = [row[canonical_col], row["short_name"], *row["pinyin"].split("|")]
+    return [n.lower().replace(" ", "").replace("-", "") for n in names if n]
+
+
+def _register_regions(con) -> None:
+    """Alias → canonical name tables for provinces and cities (short, full and pinyin forms)."""
+    provinces = _read_reference("provinces.csv")
+    cities = _read_reference("cities.csv")
+    p_alias = [(a, r["province"]) for r in provinces for a in _aliases(r, "province")]
+    c_alias = [(a, r["city"], r["province"]) for r in cities for a in _aliases(r, "city")]
+    con.register("_province_alias_arrow", pa.table({
+        "alias": [a for a, _ in p_alias], "province": [p for _, p in p_alias]}))
+    con.register("_city_alias_arrow", pa.table({
+        "alias": [a for a, *_ in c_alias], "city": [c for _, c, _ in c_alias],
+        "province": [p for *_, p in c_alias]}))
+    con.execute("""CREATE OR REPLACE TEMP TABLE province_alias AS
+        SELECT DISTINCT * FROM _province_alias_arrow""")
+    con.execute("""CREATE OR REPLACE TEMP TABLE city_alias AS
+        SELECT DISTINCT * FROM _city_alias_arrow""")
+    con.unregister("_province_alias_arrow")
+    con.unregister("_city_alias_arrow")
+
+
+def normalise_phones(values: list[str], region: str = "CN") -> list[tuple[str, str | None]]:
+    """E.164 for phone strings the SQL fast path could not read (landlines, foreign numbers).
+
+    Runs on distinct values only. Returns (value, e164 or None when not a valid number).
+    """
+    out = []
+    for value in values:
+        try:
+            number = phonenumbers.parse(value, region)
+        except phonenumbers.NumberParseException:
+            out.append((value, None))
+            continue
+        ok = phonenumbers.is_valid_number(number)
+        out.append((value, phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+                    if ok else None))
+    return out
+
+
+def register_region_macros(con) -> None:
+    """Province / city → canonical full names; unknown Han city names get 市 appended."""
+    con.execute("""CREATE OR REPLACE TEMP MACRO canonical_province(s) AS coalesce(
+        (SELECT min(province) FROM province_alias WHERE alias = province_key(s)), clean(s))""")
+    con.execute("""CREATE OR REPLACE TEMP MACRO canonical_city(s) AS coalesce(
+        (SELECT min(city) FROM city_alias WHERE alias = province_key(s)),
+        CASE WHEN regexp_full_match(clean(s), '\\p{Han}+')
+                  AND NOT regexp_matches(clean(s), '(市|州|盟|地区|县|区)$')
+             THEN clean(s) || '市' ELSE clean(s) END)""")

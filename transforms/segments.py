@@ -1,0 +1,149 @@
+"""Customer segments: KMeans on standardised, log-transformed value and behaviour features.
+
+Fitted on a bounded sample, applied to every customer in Arrow batches, so memory stays flat
+as the customer count grows. Segment ids are ordered by mean 365-day spend (1 = most valuable)
+so they do not depend on KMeans' arbitrary label order; each gets a persona name from its
+centroid (e.g. 高价值·高频·近期活跃).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import joblib
+import numpy as np
+import pyarrow as pa
+import sklearn
+from sklearn.cluster import KMeans
+from sklearn.metrics import silhouette_score
+from sklearn.preprocessing import StandardScaler
+
+from transforms.sql import fetch_scalar
+
+# (feature expression, name): skewed counts and amounts are log-transformed before scaling.
+SEGMENT_FEATURES = [
+    ("ln(1 + coalesce(recency_days, 1095))", "log_recency"),
+    ("ln(1 + orders_365d)", "log_orders_365d"),
+    ("ln(1 + greatest(spend_365d, 0))", "log_spend_365d"),
+    ("ln(1 + article_reads_90d)", "log_reads_90d"),
+    ("ln(1 + shares_90d)", "log_shares_90d"),
+]
+_BATCH = 200_000
+
+
+@dataclass
+class SegmentResult:
+    k: int
+    silhouette: float | None
+    sizes: dict[int, int]
+    names: dict[int, str]
+    model_path: Path | None
+
+
+def _matrix(table: pa.Table) -> np.ndarray:
+    return np.column_stack([table.column(n).to_numpy(zero_copy_only=False).astype(float)
+                            for _, n in SEGMENT_FEATURES])
+
+
+def _persona(center: dict[str, float], overall: dict[str, float]) -> str:
+    value = "高价值" if center["spend_365d"] > 1.5 * overall["spend_365d"] else (
+        "中价值" if center["spend_365d"] > 0.5 * overall["spend_365d"] else "低价值")
+    if center["orders_365d"] < 0.5:
+        frequency = "未购买" if center["spend_365d"] <= 0 else "低频"
+    else:
+        frequency = "高频" if center["orders_365d"] > 1.5 * overall["orders_365d"] else "低频"
+    recency = center["recency_days"]
+    active = ("近期活跃" if recency is not None and recency <= 90 else
+              "久未购买" if recency is not None else "无购买记录")
+    social = "·公众号活跃" if center["article_reads_90d"] > 2 * max(overall["article_reads_90d"], 1) else ""
+    return f"{value}·{frequency}·{active}{social}"
+
+
+def build_segments(con, k: int, sample_size: int, seed: int, models_dir: Path | None,
+                   snapshot: str) -> SegmentResult:
+    select = ", ".join(f"{expr} AS {name}" for expr, name in SEGMENT_FEATURES)
+    n = fetch_scalar(con, "SELECT count(*) FROM features.customer_features") or 0
+    con.execute("CREATE SCHEMA IF NOT EXISTS profile")
+    con.execute("CREATE SCHEMA IF NOT EXISTS marts")
+    k = max(1, min(k, n))
+    if n < 2 or k < 2:
+        con.execute("""CREATE OR REPLACE TABLE profile.customer_segments AS
+            SELECT customer_id, 1 AS segment_id, '全部客户' AS segment_name
+            FROM features.customer_features""")
+        _summarise(con)
+        return SegmentResult(1, None, {1: n}, {1: "全部客户"}, None)
+    sample = con.sql(
+        f"SELECT {select} FROM features.customer_features "
+        f"USING SAMPLE reservoir({sample_size} ROWS) REPEATABLE ({seed})"
+    ).arrow().read_all()
+    x_sample = _matrix(sample)
+    k = min(k, len(np.unique(x_sample, axis=0)))  # KMeans needs at least k distinct points
+    scaler = StandardScaler().fit(x_sample)
+    model = KMeans(n_clusters=k, n_init=10, random_state=seed).fit(scaler.transform(x_sample))
+    sil_n = min(len(x_sample), 10_000)
+    silhouette = (float(silhouette_score(scaler.transform(x_sample[:sil_n]), model.labels_[:sil_n]))
+                  if len(set(model.labels_[:sil_n])) > 1 else None)
+
+    labels, ids = [], []
+    reader = con.sql(f"SELECT customer_id, {select} FROM features.customer_features"
+                     ).to_arrow_reader(_BATCH)
+    for batch in reader:
+        table = pa.Table.from_batches([batch])
+        labels.append(model.predict(scaler.transform(_matrix(table))))
+        ids.append(table.column("customer_id").combine_chunks())
+    raw_labels = pa.table({"customer_id": pa.concat_arrays(ids),
+                           "cluster": pa.array(np.concatenate(labels))})
+    con.register("_segment_labels", raw_labels)
+    means = con.execute(
+        """SELECT l.cluster, avg(spend_365d)::DOUBLE, avg(orders_365d)::DOUBLE,
+                  avg(recency_days)::DOUBLE, avg(article_reads_90d)::DOUBLE, count(*)
+        FROM _segment_labels l JOIN features.customer_features USING (customer_id)
+        GROUP BY l.cluster ORDER BY 2 DESC, 1"""
+    ).fetchall()
+    overall = dict(zip(["spend_365d", "orders_365d", "article_reads_90d"], con.execute(
+        """SELECT avg(spend_365d)::DOUBLE, avg(orders_365d)::DOUBLE, avg(article_reads_90d)::DOUBLE
+        FROM features.customer_features""").fetchall()[0], strict=True))
+    names, order = {}, []
+    for segment_id, (cluster, spend, orders, recency, reads, _) in enumerate(means, start=1):
+        center = {"spend_365d": spend, "orders_365d": orders, "recency_days": recency,
+                  "article_reads_90d": reads}
+        names[segment_id] = _persona(center, overall)
+        order.append((int(cluster), segment_id, names[segment_id]))
+    con.register("_segment_order", pa.table({
+        "cluster": [c for c, _, _ in order], "segment_id": [s for _, s, _ in order],
+        "segment_name": [nm for _, _, nm in order]}))
+    con.execute(
+        """CREATE OR REPLACE TABLE profile.customer_segments AS
+        SELECT l.customer_id, o.segment_id, o.segment_name
+        FROM _segment_labels l JOIN _segment_order o USING (cluster) ORDER BY customer_id"""
+    )
+    con.unregister("_segment_labels")
+    con.unregister("_segment_order")
+    sizes = dict(con.execute("SELECT segment_id, count(*) FROM profile.customer_segments "
+                             "GROUP BY ALL ORDER BY 1").fetchall())
+    model_path = None
+    if models_dir is not None:
+        models_dir.mkdir(parents=True, exist_ok=True)
+        model_path = models_dir / f"segments_{snapshot}.joblib"
+        joblib.dump({"scaler": scaler, "model": model, "features": SEGMENT_FEATURES,
+                     "cluster_to_segment": {c: s for c, s, _ in order}, "names": names,
+                     "sklearn_version": sklearn.__version__, "snapshot_date": snapshot},
+                    model_path)
+    _summarise(con)
+    return SegmentResult(k, silhouette, sizes, names, model_path)
+
+
+def _summarise(con) -> None:
+    con.execute(
+        """CREATE OR REPLACE TABLE marts.segment_summary AS
+        SELECT s.segment_id, s.segment_name, count(*) AS customers,
+               round(count(*) / sum(count(*)) OVER (), 4) AS share,
+               round(avg(f.spend_365d), 2) AS avg_spend_365d,
+               round(avg(f.orders_365d), 2) AS avg_orders_365d,
+               round(avg(f.recency_days), 1) AS avg_recency_days,
+               round(avg(f.article_reads_90d), 2) AS avg_article_reads_90d,
+               round(avg(f.age), 1) AS avg_age
+        FROM profile.customer_segments s JOIN features.customer_features f USING (customer_id)
+        GROUP BY ALL ORDER BY segment_id"""
+    )

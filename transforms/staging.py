@@ -1,0 +1,229 @@
+"""Staging layer: raw text → typed, normalised rows; unusable rows → staging.quarantine.
+
+Rebuilt from raw on every run (cheap: one SQL pass per entity). A record is quarantined when a
+required field is missing or cannot be parsed; an optional field that cannot be parsed is set
+to NULL and logged in staging.value_issues. Per file: rows_read = rows_staged + rows_quarantined
+(staging.file_accounting), where quarantined includes rows the reader could not split.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pyarrow as pa
+
+from transforms.normalize import normalise_phones
+from transforms.schema import ENTITIES, Entity, Field
+from transforms.sql import fetch_scalar, quote_ident, quote_literal
+
+SQL_TYPES = {
+    "text": "VARCHAR", "code": "VARCHAR", "name": "VARCHAR", "phone": "VARCHAR",
+    "email": "VARCHAR", "gender": "VARCHAR", "date": "DATE", "timestamp": "TIMESTAMP",
+    "amount": "DECIMAL(18, 2)", "integer": "BIGINT", "boolean": "BOOLEAN", "province": "VARCHAR",
+    "city": "VARCHAR", "list": "VARCHAR[]",
+}
+
+_REASONS = {
+    "phone": "not a valid phone number",
+    "email": "not an email address",
+    "gender": "unknown gender value",
+    "date": "cannot parse as a date",
+    "timestamp": "cannot parse as a date/time",
+    "amount": "cannot parse as an amount",
+    "integer": "not a whole number",
+    "boolean": "not a yes/no value",
+}
+
+
+@dataclass
+class StagingStats:
+    entity: str
+    rows_in: int
+    rows_staged: int
+    rows_quarantined: int
+    value_issues: int
+
+
+def ensure_staging_schema(con) -> None:
+    con.execute("CREATE SCHEMA IF NOT EXISTS staging")
+    con.execute(
+        """CREATE TABLE IF NOT EXISTS staging.quarantine (
+            entity VARCHAR, source_file VARCHAR, file_sha256 VARCHAR, row_number BIGINT,
+            field VARCHAR, column_name VARCHAR, value VARCHAR, reason VARCHAR, stage VARCHAR)"""
+    )
+    con.execute(
+        """CREATE TABLE IF NOT EXISTS staging.value_issues (
+            entity VARCHAR, source_file VARCHAR, row_number BIGINT, field VARCHAR,
+            column_name VARCHAR, value VARCHAR, reason VARCHAR)"""
+    )
+    con.execute(
+        """CREATE TABLE IF NOT EXISTS staging.file_accounting (
+            entity VARCHAR, source_file VARCHAR, file_sha256 VARCHAR, rows_read BIGINT,
+            rows_staged BIGINT, rows_quarantined BIGINT, balanced BOOLEAN)"""
+    )
+
+
+def _parse_expr(f: Field, col: str, unit: str) -> str:
+    t = f.type
+    expr = {
+        "text": f"clean({col})",
+        "code": f"clean_code({col})",
+        "name": f"clean_name({col})",
+        "email": f"clean_email({col})",
+        "phone": f"coalesce(mobile_e164({col}), (SELECT e164 FROM _phone_map m "
+                 f"WHERE m.digits = phone_digits({col})))",
+        "gender": f"parse_gender({col})",
+        "date": f"parse_date({col})",
+        "timestamp": f"parse_timestamp_checked({col})",
+        "amount": f"parse_amount({col})",
+        "integer": f"parse_integer({col})",
+        "boolean": f"parse_boolean({col})",
+        "province": f"canonical_province({col})",
+        "city": f"canonical_city({col})",
+        "list": f"parse_list({col})",
+    }[t]
+    if t == "amount" and unit == "fen":
+        expr = f"CAST({expr} / 100 AS DECIMAL(18, 2))"
+    return expr
+
+
+def _error_expr(f: Field, col: str, parsed: str) -> str:
+    """NULL when the value is fine; otherwise the reason (for required fields: also 'missing')."""
+    if f.type == "gender":
+        failed = f"clean({col}) IS NOT NULL AND NOT gender_known({col})"
+    elif f.type in _REASONS:
+        failed = f"clean({col}) IS NOT NULL AND {parsed} IS NULL"
+    else:
+        failed = "false"
+    missing = f"WHEN clean({col}) IS NULL THEN 'required value is missing'" if f.required else ""
+    reason = quote_literal(_REASONS.get(f.type, "invalid value"))
+    return f"CASE {missing} WHEN {failed} THEN {reason} END"
+
+
+def _register_phone_map(con, entity: Entity, region: str) -> None:
+    """phonenumbers runs only on the distinct values the SQL mobile fast path could not read."""
+    phone_fields = [f.name for f in entity.fields if f.type == "phone"]
+    values: list[str] = []
+    if phone_fields:
+        union = " UNION ".join(
+            f"""SELECT DISTINCT phone_digits({quote_ident(p)}) AS d FROM raw.{entity.name}
+            WHERE clean({quote_ident(p)}) IS NOT NULL AND mobile_e164({quote_ident(p)}) IS NULL"""
+            for p in phone_fields
+        )
+        values = [r[0] for r in con.execute(f"SELECT d FROM ({union}) WHERE d <> ''").fetchall()]
+    pairs = normalise_phones(values, region)
+    table = pa.table({"digits": pa.array([v for v, _ in pairs], pa.string()),
+                      "e164": pa.array([e for _, e in pairs], pa.string())})
+    con.register("_phone_map_arrow", table)
+    con.execute("CREATE OR REPLACE TEMP TABLE _phone_map AS SELECT * FROM _phone_map_arrow")
+    con.unregister("_phone_map_arrow")
+
+
+def build_staging(con, entity_name: str, mapping: dict[str, str] | None = None,
+                  units: dict[str, str] | None = None, phone_region: str = "CN") -> StagingStats:
+    """(Re)build staging.<entity> from raw.<entity>. ``mapping`` (field → export column) only
+    names the export column in quarantine rows; ``units`` marks amount fields exported in fen."""
+    entity = ENTITIES[entity_name]
+    mapping, units = mapping or {}, units or {}
+    _register_phone_map(con, entity, phone_region)
+    parsed, errors = [], []
+    for f in entity.fields:
+        col = quote_ident(f.name)
+        expr = _parse_expr(f, col, units.get(f.name, "yuan"))
+        parsed.append(f"CAST({expr} AS {SQL_TYPES[f.type]}) AS {col}")
+        errors.append(f"{_error_expr(f, col, expr)} AS {quote_ident('_err_' + f.name)}")
+    con.execute(
+        f"""CREATE OR REPLACE TEMP TABLE _parsed AS
+        SELECT _source_file, _row_number, _file_sha256, _loaded_at,
+               {', '.join(parsed)}, {', '.join(errors)},
+               {', '.join(f'{quote_ident(f)} AS {quote_ident("_raw_" + f)}' for f in entity.field_names)}
+        FROM raw.{entity_name}"""
+    )
+    required = [f.name for f in entity.fields if f.required]
+    rejected = " OR ".join(f"{quote_ident('_err_' + r)} IS NOT NULL" for r in required) or "false"
+    cols = ", ".join(quote_ident(f) for f in entity.field_names)
+    con.execute(
+        f"""CREATE OR REPLACE TABLE staging.{entity_name} AS
+        SELECT {cols}, _source_file, _row_number, _file_sha256, _loaded_at
+        FROM _parsed WHERE NOT ({rejected}) ORDER BY _loaded_at, _source_file, _row_number"""
+    )
+
+    def issue_rows(fields: list[Field]) -> str:
+        return " UNION ALL ".join(
+            f"""SELECT _source_file, _file_sha256, _row_number, {quote_literal(f.name)} AS field,
+                {quote_literal(mapping.get(f.name, f.name))} AS column_name,
+                {quote_ident('_raw_' + f.name)} AS value, {quote_ident('_err_' + f.name)} AS reason
+            FROM _parsed WHERE {quote_ident('_err_' + f.name)} IS NOT NULL"""
+            for f in fields
+        )
+
+    con.execute("DELETE FROM staging.quarantine WHERE entity = ?", [entity_name])
+    con.execute(
+        """INSERT INTO staging.quarantine
+        SELECT entity, source_file, file_sha256, row_number, NULL, column_name, value, reason, 'read'
+        FROM raw.rejects WHERE entity = ?""",
+        [entity_name],
+    )
+    required_fields = [f for f in entity.fields if f.required]
+    if required_fields:
+        con.execute(
+            f"""INSERT INTO staging.quarantine
+            SELECT {quote_literal(entity_name)}, _source_file, _file_sha256, _row_number, field,
+                   column_name, value, reason, 'parse'
+            FROM ({issue_rows(required_fields)})"""
+        )
+    optional_fields = [f for f in entity.fields if not f.required]
+    con.execute("DELETE FROM staging.value_issues WHERE entity = ?", [entity_name])
+    if optional_fields:
+        # Optional fields of quarantined rows are not reported twice.
+        con.execute(
+            f"""INSERT INTO staging.value_issues
+            SELECT {quote_literal(entity_name)}, i._source_file, i._row_number, field, column_name,
+                   value, reason
+            FROM ({issue_rows(optional_fields)}) i
+            ANTI JOIN (SELECT source_file, row_number FROM staging.quarantine
+                       WHERE entity = {quote_literal(entity_name)}) q
+              ON q.source_file = i._source_file AND q.row_number = i._row_number"""
+        )
+    con.execute("DROP TABLE _parsed")
+    _account_files(con, entity_name)
+    return StagingStats(
+        entity_name,
+        rows_in=fetch_scalar(con, f"SELECT count(*) FROM raw.{entity_name}"),
+        rows_staged=fetch_scalar(con, f"SELECT count(*) FROM staging.{entity_name}"),
+        rows_quarantined=fetch_scalar(
+            con, "SELECT count(DISTINCT (source_file, row_number)) FROM staging.quarantine "
+                 "WHERE entity = ?", [entity_name]),
+        value_issues=fetch_scalar(
+            con, "SELECT count(*) FROM staging.value_issues WHERE entity = ?", [entity_name]),
+    )
+
+
+def _account_files(con, entity_name: str) -> None:
+    con.execute("DELETE FROM staging.file_accounting WHERE entity = ?", [entity_name])
+    con.execute(
+        f"""INSERT INTO staging.file_accounting
+        WITH staged AS (SELECT _file_sha256 AS sha, count(*) AS n FROM staging.{entity_name}
+                        GROUP BY ALL),
+             quarantined AS (SELECT file_sha256 AS sha, count(DISTINCT row_number) AS n
+                             FROM staging.quarantine WHERE entity = ? GROUP BY ALL)
+        SELECT r.entity, r.source_file, r.file_sha256, r.rows_read, coalesce(s.n, 0),
+               coalesce(q.n, 0), r.rows_read = coalesce(s.n, 0) + coalesce(q.n, 0)
+        FROM raw.file_registry r LEFT JOIN staged s ON s.sha = r.file_sha256
+        LEFT JOIN quarantined q ON q.sha = r.file_sha256
+        WHERE r.entity = ?""",
+        [entity_name, entity_name],
+    )
+
+
+def current_rows_sql(entity_name: str) -> str:
+    """staging.<entity> with one row per natural key: the most recently loaded version wins
+    (full exports supersede older ones). Entities without a key keep every distinct row."""
+    entity = ENTITIES[entity_name]
+    cols = ", ".join(quote_ident(f) for f in entity.field_names)
+    if not entity.key:
+        return f"SELECT DISTINCT ON ({cols}) * FROM staging.{entity_name}"
+    key = ", ".join(quote_ident(k) for k in entity.key)
+    return f"""SELECT * FROM staging.{entity_name}
+        QUALIFY row_number() OVER (PARTITION BY {key}
+                                   ORDER BY _loaded_at DESC, _row_number DESC) = 1"""

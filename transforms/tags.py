@@ -1,0 +1,186 @@
+"""Analysts' tag rules: YAML in tag_rules/, one file per level-1 category, evaluated in one pass.
+
+File shape::
+
+    category: 客户价值                      # level 1
+    groups:
+      - name: 价值分层                       # level 2
+        exclusive: true                      # at most one tag: the first rule that matches wins
+        tags:
+          - id: value_vip
+            name: VIP客户                    # level 3, the display name
+            description: 近一年消费前20%
+            when: spend_365d >= pct(spend_365d, 0.8) AND orders_365d >= 3
+
+``when`` is a SQL boolean expression over features.customer_features columns. ``pct(col, p)``
+is the p-quantile of ``col`` over all customers (so "top 20% by spend" needs no window SQL).
+Rules are validated (unknown column, syntax, duplicate id, empty group) before anything runs.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from transforms.features import FEATURES
+from transforms.sql import fetch_scalar, quote_ident, quote_literal
+
+_PCT = re.compile(r"\bpct\(\s*([A-Za-z_][A-Za-z0-9_]*)\s*,\s*([0-9]*\.?[0-9]+)\s*\)")
+_UNIT_TYPES = {"date": "DATE", "bool": "BOOLEAN", "yuan": "DECIMAL(18, 2)", "ratio": "DOUBLE",
+               "score": "DOUBLE", "years": "INTEGER", "": "VARCHAR"}
+
+
+class TagRuleError(ValueError):
+    """A tag rule file is wrong; the message names the file, the tag and the problem."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class TagRule(_Strict):
+    id: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    name: str
+    description: str = ""
+    when: str
+
+
+class TagGroup(_Strict):
+    name: str
+    exclusive: bool = False
+    tags: list[TagRule]
+
+    @field_validator("tags")
+    @classmethod
+    def _not_empty(cls, tags: list[TagRule]) -> list[TagRule]:
+        if not tags:
+            raise ValueError("group has no tags")
+        return tags
+
+
+class TagFile(_Strict):
+    category: str
+    groups: list[TagGroup] = Field(min_length=1)
+
+
+class LoadedRules:
+    """All rule files, flattened: one catalog row per tag, in file and rule order."""
+
+    def __init__(self, files: dict[Path, TagFile]):
+        self.files = files
+        self.catalog = [
+            {"tag_id": t.id, "level1": f.category, "level2": g.name, "level3": t.name,
+             "description": t.description, "rule": t.when, "exclusive": g.exclusive,
+             "group_key": f"{f.category}/{g.name}", "file": path.name}
+            for path, f in files.items() for g in f.groups for t in g.tags
+        ]
+
+
+def expand_helpers(expr: str, table: str = "features.customer_features") -> str:
+    """pct(col, p) → an uncorrelated scalar subquery DuckDB computes once per statement."""
+    return _PCT.sub(
+        lambda m: f"(SELECT quantile_cont({quote_ident(m.group(1))}, {m.group(2)}) FROM {table})",
+        expr,
+    )
+
+
+def load_rules(rules_dir: Path) -> LoadedRules:
+    files: dict[Path, TagFile] = {}
+    seen: dict[str, Path] = {}
+    for path in sorted(Path(rules_dir).glob("*.yaml")):
+        try:
+            data = yaml.safe_load(path.read_text(encoding="utf-8"))
+            parsed = TagFile.model_validate(data)
+        except yaml.YAMLError as exc:
+            raise TagRuleError(f"{path}: not valid YAML: {exc}") from exc
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{' → '.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
+            raise TagRuleError(f"{path}: {problems}") from exc
+        for group in parsed.groups:
+            for tag in group.tags:
+                if tag.id in seen:
+                    raise TagRuleError(f"{path}: tag {tag.id}: duplicate id (also in {seen[tag.id]})")
+                seen[tag.id] = path
+        files[path] = parsed
+    if not files:
+        raise TagRuleError(f"{rules_dir}: no tag rule files (*.yaml)")
+    return LoadedRules(files)
+
+
+def _prototype_features(con) -> str:
+    """An empty table with the feature columns and types, so rules bind without real data."""
+    cols = ", ".join(f"{quote_ident(n)} {_UNIT_TYPES.get(unit, 'DOUBLE')}"
+                     for n, (_, unit) in FEATURES.items())
+    con.execute(f"CREATE OR REPLACE TEMP TABLE _features_proto (customer_id VARCHAR, {cols})")
+    return "_features_proto"
+
+
+def validate_rules(rules: LoadedRules, con=None) -> None:
+    """Bind every rule against the feature schema: unknown columns and SQL errors are named."""
+    con = con or duckdb.connect()
+    proto = _prototype_features(con)
+    for tag in rules.catalog:
+        expr = expand_helpers(tag["rule"], proto)
+        try:
+            con.execute(f"SELECT CAST(({expr}) AS BOOLEAN) FROM {proto} LIMIT 0").fetchall()
+        except duckdb.Error as exc:
+            message = str(exc).splitlines()[0]
+            raise TagRuleError(
+                f"{tag['file']}: tag {tag['tag_id']} ({tag['level3']}): rule `{tag['rule']}` "
+                f"is not valid over the feature columns: {message}"
+            ) from exc
+
+
+def _tag_list_sql(rules: LoadedRules) -> str:
+    """One list expression per customer: matching tag ids (exclusive groups give at most one)."""
+    items, groups_done = [], set()
+    for tag in rules.catalog:
+        if tag["exclusive"]:
+            if tag["group_key"] in groups_done:
+                continue
+            groups_done.add(tag["group_key"])
+            branches = " ".join(
+                f"WHEN ({expand_helpers(t['rule'])}) THEN {quote_literal(t['tag_id'])}"
+                for t in rules.catalog if t["group_key"] == tag["group_key"])
+            items.append(f"CASE {branches} END")
+        else:
+            items.append(f"CASE WHEN ({expand_helpers(tag['rule'])}) "
+                         f"THEN {quote_literal(tag['tag_id'])} END")
+    return f"list_filter([{', '.join(items)}], lambda x: x IS NOT NULL)"
+
+
+def evaluate_tags(con, rules: LoadedRules) -> dict[str, int]:
+    """profile.customer_tags (long) and profile.tag_catalog (with coverage), in one pass."""
+    con.execute("CREATE SCHEMA IF NOT EXISTS profile")
+    catalog = pa.Table.from_pylist(rules.catalog)
+    con.register("_tag_catalog_arrow", catalog)
+    con.execute(
+        f"""CREATE OR REPLACE TABLE profile.customer_tags AS
+        WITH matched AS (
+            SELECT customer_id, unnest({_tag_list_sql(rules)}) AS tag_id
+            FROM features.customer_features)
+        SELECT m.customer_id, m.tag_id, c.level1, c.level2, c.level3
+        FROM matched m JOIN _tag_catalog_arrow c USING (tag_id)
+        ORDER BY m.customer_id, c.level1, c.level2"""
+    )
+    con.execute(
+        """CREATE OR REPLACE TABLE profile.tag_catalog AS
+        SELECT c.tag_id, c.level1, c.level2, c.level3, c.description, c.rule, c.exclusive, c.file,
+               coalesce(n.customers, 0) AS customers,
+               round(coalesce(n.customers, 0) / nullif((SELECT count(*)
+                     FROM features.customer_features), 0), 4) AS coverage
+        FROM _tag_catalog_arrow c
+        LEFT JOIN (SELECT tag_id, count(*) AS customers FROM profile.customer_tags GROUP BY ALL) n
+          USING (tag_id)"""
+    )
+    con.unregister("_tag_catalog_arrow")
+    return {
+        "tag_rows": fetch_scalar(con, "SELECT count(*) FROM profile.customer_tags"),
+        "tags": len(rules.catalog),
+    }
