@@ -136,16 +136,19 @@ def assign_customer_ids(con, run_id: str, now) -> dict[str, int]:
     ids. identity.customer_map is the result; identity.id_changes records merges and splits."""
     con.execute(
         """CREATE OR REPLACE TEMP TABLE _current AS
-        SELECT r.record_id, r.source, r.source_key, c.cluster, g.customer_id AS old_id
+        SELECT r.record_id, r.source, r.source_key, c.cluster, g.customer_id AS old_id,
+               g.first_seen_at
         FROM identity.source_records r JOIN identity.record_clusters c USING (record_id)
         LEFT JOIN identity.id_registry g USING (source, source_key)"""
     )
+    # The cluster that keeps each old id: most of its records, then its earliest record.
     con.execute(
-        """CREATE OR REPLACE TEMP TABLE _keeper AS  -- the cluster that keeps each old id
-        SELECT old_id, arg_max(cluster, n * 1e12 - cluster) AS cluster
-        FROM (SELECT old_id, cluster, count(*) AS n FROM _current WHERE old_id IS NOT NULL
-              GROUP BY ALL)
-        GROUP BY old_id"""
+        """CREATE OR REPLACE TEMP TABLE _keeper AS
+        SELECT old_id, cluster FROM (
+            SELECT old_id, cluster, row_number() OVER (
+                PARTITION BY old_id ORDER BY count(*) DESC, min(first_seen_at), cluster) AS pick
+            FROM _current WHERE old_id IS NOT NULL GROUP BY old_id, cluster)
+        WHERE pick = 1"""
     )
     next_no = fetch_scalar(
         con, "SELECT coalesce(max(TRY_CAST(substr(customer_id, 2) AS BIGINT)), 0) "

@@ -1,0 +1,123 @@
+"""Identity resolution on hand-made records: one rule or guard per test, ids across runs."""
+
+import datetime as dt
+
+import pytest
+
+from transforms.identity import (
+    assign_customer_ids,
+    build_links,
+    build_source_records,
+    cluster_records,
+    ensure_identity_schema,
+)
+from transforms.raw import ensure_raw_schema
+from transforms.staging import build_staging, ensure_staging_schema
+
+
+@pytest.fixture
+def wh(con):
+    ensure_raw_schema(con)
+    ensure_staging_schema(con)
+    ensure_identity_schema(con)
+    return con
+
+
+def land(con, entity: str, rows: list[dict], loaded_at: str) -> None:
+    for i, row in enumerate(rows, start=2):
+        cols = ", ".join([*row, "_source_file", "_row_number", "_loaded_at"])
+        marks = ", ".join(["?"] * (len(row) + 3))
+        con.execute(f"INSERT INTO raw.{entity} ({cols}) VALUES ({marks})",
+                    [*row.values(), f"{entity}_{loaded_at}", i, loaded_at])
+
+
+def resolve(con, run: str) -> dict[str, str]:
+    for entity in ("crm_customers", "erp_customers", "wechat_followers"):
+        build_staging(con, entity)
+    build_source_records(con)
+    build_links(con, hub_max_distinct_names=2, hub_max_records=8)
+    cluster_records(con)
+    assign_customer_ids(con, run, dt.datetime(2026, 11, 21))
+    return dict(con.execute("SELECT source || ':' || source_key, customer_id "
+                            "FROM identity.customer_map").fetchall())
+
+
+def test_rules_link_across_sources(wh):
+    land(wh, "crm_customers", [
+        {"customer_code": "KH1", "name": "张伟", "phone": "13800138000"},
+        {"customer_code": "KH2", "name": "张 伟", "phone": "+86 138 0013 8000"},  # double entry
+        {"customer_code": "KH3", "name": "李娜", "email": "LINA@163.COM "},
+    ], "2026-11-20 02:00:00")
+    land(wh, "erp_customers", [
+        {"customer_code": "C1", "name": "Zhang Wei", "crm_ref": "KH1"},
+        {"customer_code": "C2", "name": "李娜", "email": "lina@163.com"},
+    ], "2026-11-20 02:00:00")
+    land(wh, "wechat_followers", [
+        {"openid": "o1", "phone": "138-0013-8000"},  # bound phone
+        {"openid": "o2", "unionid": "u9"}, {"openid": "o3", "unionid": "u9"},  # two apps
+    ], "2026-11-20 02:00:00")
+    ids = resolve(wh, "r1")
+    assert ids["crm:KH1"] == ids["crm:KH2"] == ids["erp:C1"] == ids["wechat:o1"]
+    assert ids["crm:KH3"] == ids["erp:C2"] != ids["crm:KH1"]
+    assert ids["wechat:o2"] == ids["wechat:o3"]
+    assert len(set(ids.values())) == 3
+    rules = {r[0] for r in wh.execute("SELECT rule FROM identity.record_links").fetchall()}
+    assert rules == {"phone", "email", "unionid", "crm_code"}
+
+
+def test_switchboard_phone_does_not_merge_unrelated_people(wh):
+    land(wh, "crm_customers", [
+        {"customer_code": f"KH{i}", "name": name, "phone": "400-820-8888"}
+        for i, name in enumerate(["王芳", "赵强", "孙丽"])
+    ], "2026-11-20 02:00:00")
+    ids = resolve(wh, "r1")
+    assert len(set(ids.values())) == 3
+    assert wh.execute("SELECT key_value, records, reason FROM identity.hub_keys").fetchall() == [
+        ("+864008208888", 3, "too many distinct names")]
+
+
+def test_two_names_on_one_number_in_one_source_do_not_merge(wh):
+    land(wh, "crm_customers", [
+        {"customer_code": "KH1", "name": "王芳", "phone": "13900001111"},
+        {"customer_code": "KH2", "name": "赵强", "phone": "13900001111"},  # a rep's own number
+    ], "2026-11-20 02:00:00")
+    ids = resolve(wh, "r1")
+    assert ids["crm:KH1"] != ids["crm:KH2"]
+
+
+def test_ids_are_stable_merges_keep_the_older_id_and_splits_are_recorded(wh):
+    land(wh, "crm_customers", [
+        {"customer_code": "KH1", "name": "张伟", "phone": "13800138000"},
+        {"customer_code": "KH2", "name": "李娜", "phone": "13900139000"},
+    ], "2026-11-20 02:00:00")
+    first = resolve(wh, "r1")
+    assert first == {"crm:KH1": "C000000001", "crm:KH2": "C000000002"}
+
+    # Night 2: a new CRM entry of 李娜 joins her id; an ERP record links 张伟 and 李娜's ids.
+    land(wh, "crm_customers", [
+        {"customer_code": "KH3", "name": "李娜", "phone": "139-0013-9000"},
+        {"customer_code": "KH4", "name": "周杰", "phone": "13600136000"},
+        {"customer_code": "KH5", "name": "张伟", "phone": "+8613800138000"},
+    ], "2026-11-21 02:00:00")
+    land(wh, "erp_customers", [
+        {"customer_code": "C9", "name": "Zhang Wei", "phone": "13800138000", "crm_ref": "KH2"},
+    ], "2026-11-21 02:00:00")
+    second = resolve(wh, "r2")
+    assert second["crm:KH1"] == second["crm:KH2"] == second["crm:KH3"] == second["crm:KH5"] \
+        == second["erp:C9"] == "C000000001"
+    assert second["crm:KH4"] == "C000000003"
+    assert wh.execute("SELECT change, from_id, to_id, run_id FROM identity.id_changes").fetchall() == [
+        ("merge", "C000000002", "C000000001", "r2")]
+
+    # Night 3: the ERP record is corrected (no CRM reference): 李娜's records split off again.
+    land(wh, "erp_customers", [
+        {"customer_code": "C9", "name": "Zhang Wei", "phone": "13800138000"},
+    ], "2026-11-22 02:00:00")
+    third = resolve(wh, "r3")
+    # The larger part (KH1, KH5, C9) keeps the id; the other part gets a new one.
+    assert third["crm:KH1"] == third["crm:KH5"] == third["erp:C9"] == "C000000001"
+    assert third["crm:KH2"] == third["crm:KH3"] == "C000000004"
+    assert third["crm:KH4"] == "C000000003"
+    assert wh.execute("""SELECT change, from_id, to_id, records FROM identity.id_changes
+                         WHERE run_id = 'r3'""").fetchall() == [
+        ("split", "C000000001", "C000000004", 2)]
