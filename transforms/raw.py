@@ -65,7 +65,7 @@ def load_file(con, entity_name: str, path: Path, opts: ReadOptions, mapping: dic
         return FileLoad(entity_name, str(path), sha, 0, 0, 0, skipped=True)
     entity = ENTITIES[entity_name]
     with tempfile.TemporaryDirectory(prefix="profiles_read_") as workdir:
-        result = read_export(con, path, opts, "_read", Path(workdir))
+        result = read_export(con, path, opts, "_read", Path(workdir), keys=list(mapping.values()))
     present = set(result.columns)
     missing = {f: c for f, c in mapping.items() if c not in present}
     # JSON Lines omit absent keys (unionid, phone): only a missing *required* key is drift.

@@ -136,14 +136,15 @@ def _excel_sheet(path: Path, opts: ReadOptions, n_rows: int | None = None):
 
 
 def read_export(con: duckdb.DuckDBPyConnection, path: Path, opts: ReadOptions, table: str,
-                workdir: Path) -> ReadResult:
-    """Read ``path`` into temp table ``table``; see the module docstring for the shape."""
+                workdir: Path, keys: list[str] | None = None) -> ReadResult:
+    """Read ``path`` into temp table ``table``; see the module docstring for the shape.
+    ``keys``: for JSON Lines, the keys to extract (default: every key found)."""
     if opts.format == "csv":
         return _read_csv(con, path, opts, table, workdir)
     if opts.format == "xlsx":
         return _read_xlsx(con, path, opts, table)
     if opts.format == "jsonl":
-        return _read_jsonl(con, path, table)
+        return _read_jsonl(con, path, table, keys)
     raise ExportFileError(f"{path}: unknown format {opts.format!r}")
 
 
@@ -207,41 +208,41 @@ def _read_xlsx(con, path: Path, opts: ReadOptions, table: str) -> ReadResult:
     return ReadResult(table, columns, n)
 
 
-def _read_jsonl(con, path: Path, table: str) -> ReadResult:
-    # Read physical lines with DuckDB (chr(1) never occurs in JSON text), then parse in SQL.
+def _read_jsonl(con, path: Path, table: str, keys: list[str] | None) -> ReadResult:
+    """JSON Lines: physical lines read by DuckDB (chr(1) never occurs in JSON text), each
+    parsed once with json_transform into the wanted keys (all keys found, if none are given)."""
     con.execute(
         f"""CREATE OR REPLACE TEMP TABLE {table}_lines AS
-        SELECT line, ordinality AS _row_number
+        SELECT CASE WHEN ordinality = 1 THEN ltrim(line, chr(65279)) ELSE line END AS line,
+               ordinality AS _row_number,
+               CASE WHEN json_valid(line) THEN json_type(line) = 'OBJECT' ELSE false END AS ok
         FROM read_csv({quote_literal(str(path))}, columns={{'line': 'VARCHAR'}}, delim=chr(1),
                       quote='', escape='', header=false, auto_detect=false) WITH ORDINALITY
         WHERE line IS NOT NULL AND trim(line) <> ''"""
     )
-    # Strip a UTF-8 BOM on the first line if present.
-    con.execute(f"UPDATE {table}_lines SET line = ltrim(line, chr(65279)) WHERE _row_number = 1")
     rejects = con.execute(
         f"""SELECT _row_number, NULL, line,
-            CASE WHEN NOT json_valid(line) THEN 'invalid JSON'
-                 ELSE 'not a JSON object' END
-        FROM {table}_lines
-        WHERE NOT json_valid(line) OR json_type(line::JSON) <> 'OBJECT'
-        ORDER BY _row_number"""
+                   CASE WHEN json_valid(line) THEN 'not a JSON object' ELSE 'invalid JSON' END
+        FROM {table}_lines WHERE NOT ok ORDER BY _row_number"""
     ).fetchall()
-    keys = [
-        r[0]
-        for r in con.execute(
-            f"""SELECT DISTINCT unnest(json_keys(line::JSON)) FROM {table}_lines
-            WHERE json_valid(line) AND json_type(line::JSON) = 'OBJECT' ORDER BY 1"""
-        ).fetchall()
-    ]
-    selects = ", ".join(
-        f"json_extract_string(line, {quote_literal('$.' + json.dumps(k))}) AS {quote_ident(k)}"
-        for k in keys
-    )
+    if keys is None:
+        keys = [r[0] for r in con.execute(
+            f"SELECT DISTINCT unnest(json_keys(line)) FROM {table}_lines WHERE ok ORDER BY 1"
+        ).fetchall()]
+    structure = json.dumps({k: "VARCHAR" for k in keys}, ensure_ascii=False)
     con.execute(
         f"""CREATE OR REPLACE TEMP TABLE {table} AS
-        SELECT {selects + ',' if selects else ''} _row_number FROM {table}_lines
-        WHERE json_valid(line) AND json_type(line::JSON) = 'OBJECT'"""
+        SELECT {'unnest(json_transform(line, ' + quote_literal(structure) + ')), ' if keys else ''}
+               _row_number
+        FROM {table}_lines WHERE ok"""
     )
     total = con.execute(f"SELECT count(*) FROM {table}_lines").fetchall()[0][0]
     con.execute(f"DROP TABLE {table}_lines")
-    return ReadResult(table, keys, total, "utf-8", [tuple(r) for r in rejects])
+    # A key no object carries is reported as absent (schema drift check in the raw loader).
+    present = keys
+    if keys:
+        counts = con.execute(
+            f"SELECT {', '.join(f'count({quote_ident(k)})' for k in keys)} FROM {table}"
+        ).fetchall()[0]
+        present = [k for k, n in zip(keys, counts, strict=True) if n]
+    return ReadResult(table, present, total, "utf-8", [tuple(r) for r in rejects])
