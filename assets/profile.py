@@ -1,7 +1,15 @@
 """Profile assets: tags from analysts' rules, segments, and the wide customer profile."""
 
 
-from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, asset
+from dagster import (
+    AssetCheckResult,
+    AssetCheckSeverity,
+    AssetCheckSpec,
+    AssetExecutionContext,
+    MaterializeResult,
+    MetadataValue,
+    asset,
+)
 
 from assets._metadata import table_metadata
 from pipelines.resources import Warehouse
@@ -48,13 +56,21 @@ def customer_segments(warehouse: Warehouse) -> MaterializeResult:
 @asset(group_name="profile", kinds={"duckdb"},
        deps=["core_customers", "customer_features", "customer_tags", "customer_segments"],
        description="profile.customer_profile: one row per customer with golden fields, "
-                   "features, segment and tags.")
+                   "features, segment and tags.",
+       check_specs=[AssetCheckSpec("one_row_per_customer", asset="customer_profile",
+                                   blocking=True,
+                                   description="every customer exactly once, none missing")])
 def customer_profile(warehouse: Warehouse) -> MaterializeResult:
     snapshot = warehouse.config.resolved_snapshot_date()
     with warehouse.connect() as con:
         build_profile(con, snapshot)
-        dupes = con.execute("""SELECT count(*) - count(DISTINCT customer_id)
-                               FROM profile.customer_profile""").fetchall()[0][0]
-        if dupes:
-            raise RuntimeError(f"customer_profile has {dupes} duplicate customer_id rows")
-        return MaterializeResult(metadata=table_metadata(con, "profile.customer_profile"))
+        rows, distinct, customers = con.execute(
+            """SELECT count(*), count(DISTINCT customer_id),
+                      (SELECT count(*) FROM core.customers) FROM profile.customer_profile"""
+        ).fetchall()[0]
+        meta = table_metadata(con, "profile.customer_profile")
+    check = AssetCheckResult(
+        check_name="one_row_per_customer", passed=rows == distinct == customers,
+        severity=AssetCheckSeverity.ERROR,
+        metadata={"rows": rows, "distinct_customer_ids": distinct, "core_customers": customers})
+    return MaterializeResult(metadata=meta, check_results=[check])

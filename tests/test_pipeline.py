@@ -70,6 +70,8 @@ def test_every_asset_materialised_with_metadata(built):
     assert meta["raw_crm_customers"]["rows_rejected"].value == 1
     assert meta["staging_erp_orders"]["rows_quarantined"].value == 1
     assert meta["customer_profile"]["dagster/row_count"].value == 5
+    checks = {c.check_name: c.passed for c in built["first"].get_asset_check_evaluations()}
+    assert checks == {"one_row_per_customer": True}
 
 
 def test_running_twice_loads_nothing_twice(built):
