@@ -9,6 +9,7 @@ from assets._metadata import table_metadata
 from pipelines.config import ConfigError, check_source_headers
 from pipelines.resources import Warehouse
 from transforms.raw import ensure_raw_schema, load_file
+from transforms.readers import ExportFileError
 from transforms.schema import ENTITIES
 
 
@@ -21,7 +22,7 @@ def _raw_asset(entity_name: str) -> AssetsDefinition:
     def _load(context: AssetExecutionContext, warehouse: Warehouse) -> MaterializeResult:
         cfg = warehouse.config
         src = cfg.sources.get(entity_name)
-        loads = []
+        loads, failed = [], []
         with warehouse.connect() as con:
             ensure_raw_schema(con)
             if src is not None:
@@ -33,8 +34,17 @@ def _raw_asset(entity_name: str) -> AssetsDefinition:
                 mapping = {f: m.column for f, m in src.mapping().items()}
                 loaded_at = dt.datetime.now()
                 for path in cfg.source_files(entity_name):
-                    result = load_file(con, entity_name, path, src.read_options(), mapping,
-                                       loaded_at, context.run_id)
+                    try:
+                        result = load_file(con, entity_name, path, src.read_options(), mapping,
+                                           loaded_at, context.run_id)
+                    except ExportFileError as exc:
+                        # An unreadable file must not stop the good files: record it and go on;
+                        # it is retried on the next run (it is not in the registry).
+                        context.log.error(str(exc))
+                        con.execute("INSERT INTO raw.file_errors VALUES (?, ?, ?, ?, ?)",
+                                    [entity_name, str(path), str(exc), loaded_at, context.run_id])
+                        failed.append(str(path))
+                        continue
                     loads.append(result)
                     context.log.info(
                         f"{path.name}: " + ("already loaded, skipped" if result.skipped else
@@ -50,6 +60,7 @@ def _raw_asset(entity_name: str) -> AssetsDefinition:
             "rows_read": MetadataValue.int(sum(r.rows_read for r in new)),
             "rows_loaded": MetadataValue.int(sum(r.rows_loaded for r in new)),
             "rows_rejected": MetadataValue.int(sum(r.rows_rejected for r in new)),
+            "files_unreadable": MetadataValue.json(failed),
         })
         return MaterializeResult(metadata=meta)
 

@@ -201,9 +201,8 @@ def check_source_headers(cfg: ProfilesConfig, only: str | None = None) -> list[s
         for path in cfg.source_files(name):
             try:
                 header = set(read_header(path, src.read_options()))
-            except (ExportFileError, OSError, UnicodeError) as exc:
-                problems.append(f"source {name}: {exc}")
-                continue
+            except (ExportFileError, OSError, UnicodeError):
+                continue  # an unreadable file is not a config problem: the loader records it
             for field_name, fm in mapping.items():
                 if src.format == "jsonl" and not ENTITIES[name].field(field_name).required:
                     continue

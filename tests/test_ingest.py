@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from transforms.raw import SchemaDriftError, ensure_raw_schema, load_file
-from transforms.readers import ReadOptions, detect_encoding, read_header
+from transforms.readers import ExportFileError, ReadOptions, detect_encoding, read_header
 from transforms.staging import build_staging, ensure_staging_schema
 
 CRM_MAP = {"customer_code": "客户编号", "name": "客户名称", "phone": "手机", "email": "邮箱",
@@ -124,3 +124,12 @@ def test_jsonl_invalid_line_is_rejected_and_fen_amounts_become_yuan(wh, workdir)
     assert [(float(a), t) for a, t in order] == [(159.0, dt.datetime(2025, 11, 1, 20, 26, 40))]
     assert wh.execute("SELECT row_number, value, reason FROM staging.quarantine").fetchall() == [
         (3, "{this is not json", "invalid JSON")]
+
+
+def test_unreadable_file_is_named_and_leaves_the_registry_alone(wh, tmp_path):
+    path = tmp_path / "orders_broken.xlsx"
+    path.write_bytes(b"PK\x03\x04 not really a workbook")
+    with pytest.raises(ExportFileError, match="orders_broken.xlsx: cannot open as XLSX"):
+        load_file(wh, "erp_orders", path, ReadOptions("xlsx", header_row=2),
+                  {"order_no": "订单号"}, NOW)
+    assert wh.execute("SELECT count(*) FROM raw.file_registry").fetchall() == [(0,)]

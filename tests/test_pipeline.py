@@ -44,6 +44,7 @@ def built(tmp_path_factory):
             (SELECT count(*) FROM profile.customer_profile)""").fetchall()[0]
         con.close()
         (root / "landing" / "crm" / "customers_20261121.csv").write_bytes(NEW_CRM.encode("gb18030"))
+        (root / "landing" / "erp" / "orders_99.xlsx").write_bytes(b"PK\x03\x04 truncated upload")
         run_build()
         yield {"root": root, "first": first, "second": second, **snapshot1}
 
@@ -84,6 +85,14 @@ def test_row_accounting_per_file(wh):
     assert len(rows) == 8  # 7 exports + the file landed before the third run
     assert all(r[4] for r in rows)
     assert sum(r[1] for r in rows) == sum(r[2] + r[3] for r in rows)
+
+
+def test_unreadable_export_is_recorded_and_the_rest_loads(wh):
+    errors = wh.execute("SELECT source_file, error FROM raw.file_errors").fetchall()
+    assert len(errors) == 1 and errors[0][0].endswith("orders_99.xlsx")
+    assert "cannot open as XLSX" in errors[0][1]
+    assert wh.execute("SELECT count(*) FROM raw.crm_customers WHERE customer_code = 'KH010'"
+                      ).fetchall() == [(1,)]
 
 
 def test_identity_links_sources_and_ignores_the_switchboard(wh, built):

@@ -45,6 +45,10 @@ def ensure_raw_schema(con) -> None:
             loaded_at TIMESTAMP, run_id VARCHAR, PRIMARY KEY (file_sha256, entity))"""
     )
     con.execute(
+        """CREATE TABLE IF NOT EXISTS raw.file_errors (
+            entity VARCHAR, source_file VARCHAR, error VARCHAR, seen_at TIMESTAMP, run_id VARCHAR)"""
+    )
+    con.execute(
         """CREATE TABLE IF NOT EXISTS raw.rejects (
             entity VARCHAR, source_file VARCHAR, file_sha256 VARCHAR, row_number BIGINT,
             column_name VARCHAR, value VARCHAR, reason VARCHAR, loaded_at TIMESTAMP)"""

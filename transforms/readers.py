@@ -139,12 +139,16 @@ def read_export(con: duckdb.DuckDBPyConnection, path: Path, opts: ReadOptions, t
                 workdir: Path, keys: list[str] | None = None) -> ReadResult:
     """Read ``path`` into temp table ``table``; see the module docstring for the shape.
     ``keys``: for JSON Lines, the keys to extract (default: every key found)."""
-    if opts.format == "csv":
-        return _read_csv(con, path, opts, table, workdir)
-    if opts.format == "xlsx":
-        return _read_xlsx(con, path, opts, table)
-    if opts.format == "jsonl":
-        return _read_jsonl(con, path, table, keys)
+    try:
+        if opts.format == "csv":
+            return _read_csv(con, path, opts, table, workdir)
+        if opts.format == "xlsx":
+            return _read_xlsx(con, path, opts, table)
+        if opts.format == "jsonl":
+            return _read_jsonl(con, path, table, keys)
+    except duckdb.Error as exc:
+        raise ExportFileError(f"{path}: cannot read as {opts.format}: "
+                              f"{str(exc).splitlines()[0]}") from exc
     raise ExportFileError(f"{path}: unknown format {opts.format!r}")
 
 
