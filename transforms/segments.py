@@ -54,10 +54,12 @@ def _persona(center: dict[str, float], overall: dict[str, float]) -> str:
     else:
         frequency = "高频" if center["orders_365d"] > 1.5 * overall["orders_365d"] else "低频"
     recency = center["recency_days"]
-    active = ("近期活跃" if recency is not None and recency <= 90 else
-              "久未购买" if recency is not None else "无购买记录")
+    if frequency == "未购买":  # most members never bought: their recency says nothing
+        active = ""
+    else:
+        active = "·近期活跃" if recency is not None and recency <= 90 else "·久未购买"
     social = "·公众号活跃" if center["article_reads_90d"] > 2 * max(overall["article_reads_90d"], 1) else ""
-    return f"{value}·{frequency}·{active}{social}"
+    return f"{value}·{frequency}{active}{social}"
 
 
 def build_segments(con, k: int, sample_size: int, seed: int, models_dir: Path | None,
@@ -108,7 +110,9 @@ def build_segments(con, k: int, sample_size: int, seed: int, models_dir: Path | 
     for segment_id, (cluster, spend, orders, recency, reads, _) in enumerate(means, start=1):
         center = {"spend_365d": spend, "orders_365d": orders, "recency_days": recency,
                   "article_reads_90d": reads}
-        names[segment_id] = _persona(center, overall)
+        name = _persona(center, overall)
+        twins = sum(1 for n in names.values() if n.split("（")[0] == name)
+        names[segment_id] = f"{name}（{twins + 1}）" if twins else name  # keep names unique
         order.append((int(cluster), segment_id, names[segment_id]))
     con.register("_segment_order", pa.table({
         "cluster": [c for c, _, _ in order], "segment_id": [s for _, s, _ in order],
