@@ -1,4 +1,5 @@
-"""Identity assets: source records → links (with hub guards) → stable customer ids."""
+"""Identity asset: source records → links (strong keys with hub guards, then Splink) →
+size-capped clusters → stable customer ids; scored against a ground truth when one is set."""
 
 
 import datetime as dt
@@ -7,41 +8,41 @@ from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, ass
 
 from assets._metadata import table_metadata
 from pipelines.resources import Warehouse
-from transforms.identity import (
-    assign_customer_ids,
-    build_links,
-    build_source_records,
-    cluster_records,
-    ensure_identity_schema,
-)
+from transforms.identity import resolve_identities
+from transforms.identity_score import score_identity
 
 
-@asset(group_name="identity", kinds={"duckdb"},
+@asset(group_name="identity", kinds={"duckdb", "splink"},
        deps=["staging_crm_customers", "staging_erp_customers", "staging_wechat_followers"],
-       description="Links customer records of CRM, ERP and WeChat that share a phone, email, "
-                   "unionid or CRM reference (hub keys excluded), clusters them and assigns "
-                   "stable customer ids (identity.customer_map; history in identity.id_changes).")
+       description="Links customer records of CRM, ERP and WeChat: shared phone, email, unionid "
+                   "or CRM reference (hub keys excluded), then Splink on names (Han and pinyin), "
+                   "birth date, city, address; clusters capped in size; stable customer ids "
+                   "(identity.customer_map; merges and splits in identity.id_changes).")
 def customer_identity(context: AssetExecutionContext, warehouse: Warehouse) -> MaterializeResult:
-    cfg = warehouse.config
+    cfg = warehouse.config.identity
+    truth = warehouse.config.ground_truth_path
     with warehouse.connect() as con:
-        ensure_identity_schema(con)
-        records = build_source_records(con)
-        links = build_links(con, cfg.identity.hub_max_distinct_names, cfg.identity.hub_max_records)
-        clusters = cluster_records(con)
-        ids = assign_customer_ids(con, context.run_id, dt.datetime.now())
+        stats = resolve_identities(con, cfg, context.run_id, dt.datetime.now())
         hubs = con.execute("""SELECT key_type, key_value, records, distinct_names, reason
-                              FROM identity.hub_keys ORDER BY records DESC LIMIT 20""").fetchall()
+                              FROM identity.hub_keys ORDER BY records DESC""").fetchall()
+        rules = dict(con.execute("SELECT rule, count(*) FROM identity.record_links "
+                                 "GROUP BY ALL ORDER BY 1").fetchall())
+        score = score_identity(con, truth) if truth else None
         meta = table_metadata(con, "identity.customer_map")
-    for key_type, value, n, names, reason in hubs:
+    for key_type, value, n, names, reason in hubs[:20]:
         context.log.warning(f"hub {key_type} {value}: {n} records, {names} names ({reason}); "
                             "not used for linking")
-    meta.update({
-        "source_records": MetadataValue.int(records),
-        "links": MetadataValue.int(links["links"]),
-        "hub_keys": MetadataValue.int(links["hub_keys"]),
-        "clusters": MetadataValue.int(clusters),
-        "customers": MetadataValue.int(ids["customers"]),
-        "ids_merged": MetadataValue.int(ids["merges"]),
-        "ids_split": MetadataValue.int(ids["splits"]),
-    })
+    if stats["clusters_split_by_cap"]:
+        context.log.warning(f"{stats['clusters_split_by_cap']} cluster(s) over "
+                            f"{cfg.max_cluster_records} records split on their weakest links "
+                            "(identity.cluster_splits)")
+    meta.update({name: MetadataValue.int(int(n)) for name, n in stats.items()})
+    meta["links_by_rule"] = MetadataValue.json(rules)
+    meta["hub_key_list"] = MetadataValue.md(
+        "| type | value | records | names | reason |\n|---|---|---|---|---|\n"
+        + "\n".join(f"| {t} | {v} | {n} | {d} | {r} |" for t, v, n, d, r in hubs))
+    if score is not None:
+        meta["ground_truth"] = MetadataValue.path(str(truth))
+        meta.update({f"score/{k}": MetadataValue.float(float(v)) if isinstance(v, float)
+                     else MetadataValue.int(int(v)) for k, v in score.as_dict().items()})
     return MaterializeResult(metadata=meta)

@@ -76,6 +76,13 @@ class IdentityConfig(_Strict):
     # (switchboard, a sales rep's own number) and links nothing.
     hub_max_distinct_names: int = 2
     hub_max_records: int = 8
+    # Splink links a pair when its match probability is at least this.
+    match_probability: float = Field(0.6, gt=0.5, lt=1.0)
+    # A cluster larger than this is split on its weakest links (and reported).
+    max_cluster_records: int = Field(12, ge=2)
+    # Optional ground truth (source, source_key, person_id, evidence), relative to the landing
+    # root: when present, every run scores identity resolution against it.
+    ground_truth: Path | None = None
 
 
 class SegmentConfig(_Strict):
@@ -153,6 +160,14 @@ class ProfilesConfig(_Strict):
     @property
     def landing_dir(self) -> Path:
         return self._resolve(self.landing_root, "PROFILES_LANDING")
+
+    @property
+    def ground_truth_path(self) -> Path | None:
+        truth = self.identity.ground_truth
+        if truth is None:
+            return None
+        path = truth if truth.is_absolute() else self.landing_dir / truth
+        return path if path.exists() else None
 
     def source_files(self, name: str) -> list[Path]:
         src = self.sources[name]

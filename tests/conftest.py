@@ -12,7 +12,10 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from handmade import write_exports  # noqa: E402
 
+from transforms.identity import ensure_identity_schema  # noqa: E402
 from transforms.normalize import register_normalizers  # noqa: E402
+from transforms.raw import ensure_raw_schema  # noqa: E402
+from transforms.staging import ensure_staging_schema  # noqa: E402
 
 
 @pytest.fixture
@@ -32,3 +35,12 @@ def workdir(tmp_path, monkeypatch):
     monkeypatch.setenv("PROFILES_EXPORTS", str(tmp_path / "exports"))
     monkeypatch.setenv("PROFILES_LOG_LEVEL", "WARNING")
     return tmp_path
+
+
+@pytest.fixture
+def wh(con):
+    """An in-memory warehouse with the raw, staging and identity schemas."""
+    ensure_raw_schema(con)
+    ensure_staging_schema(con)
+    ensure_identity_schema(con)
+    return con

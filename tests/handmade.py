@@ -111,3 +111,11 @@ def write_exports(root: Path) -> Path:
         for e in EVENTS:
             fh.write((e if isinstance(e, str) else json.dumps(e, ensure_ascii=False)) + "\n")
     return root
+
+
+def land(con, entity: str, rows: list[dict], loaded_at: str) -> None:
+    for i, row in enumerate(rows, start=2):
+        cols = ", ".join([*row, "_source_file", "_row_number", "_loaded_at"])
+        marks = ", ".join(["?"] * (len(row) + 3))
+        con.execute(f"INSERT INTO raw.{entity} ({cols}) VALUES ({marks})",
+                    [*row.values(), f"{entity}_{loaded_at}", i, loaded_at])

@@ -2,42 +2,17 @@
 
 import datetime as dt
 
-import pytest
+from handmade import land
 
-from transforms.identity import (
-    assign_customer_ids,
-    build_links,
-    build_source_records,
-    cluster_records,
-    ensure_identity_schema,
-)
-from transforms.raw import ensure_raw_schema
-from transforms.staging import build_staging, ensure_staging_schema
-
-
-@pytest.fixture
-def wh(con):
-    ensure_raw_schema(con)
-    ensure_staging_schema(con)
-    ensure_identity_schema(con)
-    return con
-
-
-def land(con, entity: str, rows: list[dict], loaded_at: str) -> None:
-    for i, row in enumerate(rows, start=2):
-        cols = ", ".join([*row, "_source_file", "_row_number", "_loaded_at"])
-        marks = ", ".join(["?"] * (len(row) + 3))
-        con.execute(f"INSERT INTO raw.{entity} ({cols}) VALUES ({marks})",
-                    [*row.values(), f"{entity}_{loaded_at}", i, loaded_at])
+from pipelines.config import IdentityConfig
+from transforms.identity import resolve_identities
+from transforms.staging import build_staging
 
 
 def resolve(con, run: str) -> dict[str, str]:
     for entity in ("crm_customers", "erp_customers", "wechat_followers"):
         build_staging(con, entity)
-    build_source_records(con)
-    build_links(con, hub_max_distinct_names=2, hub_max_records=8)
-    cluster_records(con)
-    assign_customer_ids(con, run, dt.datetime(2026, 11, 21))
+    resolve_identities(con, IdentityConfig(), run, dt.datetime(2026, 11, 21))
     return dict(con.execute("SELECT source || ':' || source_key, customer_id "
                             "FROM identity.customer_map").fetchall())
 

@@ -1,9 +1,9 @@
 """Identity resolution: source records → clusters → stable customer_id.
 
-Deterministic rules only (the identity issue adds probabilistic matching): records sharing a
-normalised mobile/phone, email, WeChat unionid, or an ERP customer's CRM reference belong to one
-person. Hub keys (a switchboard or a sales rep's number shared by many different names) link
-nothing and are reported. Connected components run in scipy on integer ids (no Python loops).
+Deterministic rules: records sharing a normalised phone, email, WeChat unionid, or an ERP
+customer's CRM reference belong to one person. Hub keys (a switchboard or a sales rep's number
+shared by many different names) link nothing and are reported. Records no strong key joins are
+matched by Splink (transforms.matching); clusters are formed in transforms.clusters.
 
 Ids are carried forward in identity.id_registry: a cluster keeps the oldest id among its
 records; merges and splits are written to identity.id_changes.
@@ -12,10 +12,10 @@ records; merges and splits are written to identity.id_changes.
 from __future__ import annotations
 
 import numpy as np
-import pyarrow as pa
-from scipy.sparse import coo_matrix
-from scipy.sparse.csgraph import connected_components
 
+from transforms.clusters import cluster_records, components
+from transforms.matching import probabilistic_links
+from transforms.pinyin import pinyin_table
 from transforms.sql import fetch_scalar
 from transforms.staging import current_rows_sql
 
@@ -38,26 +38,60 @@ def ensure_identity_schema(con) -> None:
 
 
 def build_source_records(con) -> int:
-    """identity.source_records: one row per current customer record of every source."""
+    """identity.source_records: one row per current customer record of every source, with the
+    comparison keys matching needs (see transforms.pinyin for the name keys)."""
     con.execute(
-        f"""CREATE OR REPLACE TABLE identity.source_records AS
+        f"""CREATE OR REPLACE TEMP TABLE _records AS
         WITH crm AS ({current_rows_sql('crm_customers')}),
              erp AS ({current_rows_sql('erp_customers')}),
-             wx AS ({current_rows_sql('wechat_followers')}),
-             unioned AS (
-            SELECT 'crm' AS source, customer_code AS source_key, name, phone, email,
-                   NULL::VARCHAR AS unionid, customer_code AS crm_code, birth_date, city,
-                   _loaded_at FROM crm
-            UNION ALL
-            SELECT 'erp', customer_code, name, phone, email, NULL, crm_ref, NULL, NULL, _loaded_at
-            FROM erp
-            UNION ALL
-            SELECT 'wechat', openid, NULL, phone, NULL, unionid, NULL, NULL, city, _loaded_at
-            FROM wx)
-        SELECT row_number() OVER (ORDER BY source, source_key) - 1 AS record_id, *,
-               lower(replace(name, ' ', '')) AS name_key
-        FROM unioned"""
+             wx AS ({current_rows_sql('wechat_followers')})
+        SELECT 'crm' AS source, customer_code AS source_key, name, NULL::VARCHAR AS nickname,
+               gender, phone, email, NULL::VARCHAR AS unionid, customer_code AS crm_code,
+               birth_date, city, address, _loaded_at FROM crm
+        UNION ALL
+        SELECT 'erp', customer_code, name, NULL, NULL, phone, email, NULL, crm_ref, NULL,
+               canonical_city(address_city(address)), address, _loaded_at FROM erp
+        UNION ALL
+        -- A rep's remark often carries the real name (张伟 李雷客户, 张伟-老客户): it beats
+        -- the nickname as the follower's name.
+        SELECT 'wechat', openid, NULL,
+               coalesce(nullif(regexp_extract(remark, '^(\\p{{Han}}{{2,4}})[ \\-]', 1), ''), nickname),
+               gender, phone, NULL, unionid, NULL, NULL, city, NULL, _loaded_at FROM wx"""
     )
+    han = [r[0] for r in con.execute(
+        """SELECT DISTINCT coalesce(name, nickname) AS n FROM _records
+        WHERE regexp_full_match(coalesce(name, nickname), '\\p{Han}{2,4}')""").fetchall()]
+    con.register("_pinyin_arrow", pinyin_table(han))
+    con.execute(
+        """CREATE OR REPLACE TABLE identity.source_records AS
+        WITH keyed AS (
+            SELECT r.*, coalesce(r.name, r.nickname) AS any_name,
+                   -- Latin names in the order written; Han names surname first
+                   coalesce(p.surname_py || p.given_py,
+                            fold_letters(coalesce(r.name, r.nickname))) AS py_a,
+                   coalesce(p.given_py || p.surname_py,
+                            fold_letters(array_to_string(list_reverse(string_split(
+                                lower(coalesce(r.name, r.nickname)), ' ')), ''))) AS py_b
+            FROM _records r LEFT JOIN _pinyin_arrow p ON p.name = coalesce(r.name, r.nickname))
+        SELECT row_number() OVER (ORDER BY source, source_key) - 1 AS record_id,
+               source, source_key, name, nickname, gender, phone, email, unionid, crm_code,
+               birth_date,
+               city, address, _loaded_at,
+               lower(replace(name, ' ', '')) AS name_key,
+               lower(replace(any_name, ' ', '')) AS any_name_key,
+               nullif(py_a, '') AS py_a, nullif(py_b, '') AS py_b,
+               -- the letters sorted: equal for zhangwei / weizhang / "Wei Zhang" (blocking only)
+               nullif(array_to_string(list_sort(string_split(py_a, '')), ''), '') AS py_sorted,
+               -- one value for 张伟 / Zhang Wei / ZHANG WEI: distinct names behind a hub key
+               CASE WHEN name IS NOT NULL THEN coalesce(py_sorted, lower(replace(name, ' ', '')))
+                    END AS name_match_key,
+               nullif(replace(address_street(address), ' ', ''), '') AS address_key,
+               split_part(email, '@', 1) AS email_user,
+               right(phone, 8) AS phone_tail
+        FROM keyed"""
+    )
+    con.unregister("_pinyin_arrow")
+    con.execute("DROP TABLE _records")
     return fetch_scalar(con, "SELECT count(*) FROM identity.source_records")
 
 
@@ -79,7 +113,7 @@ def build_links(con, hub_max_distinct_names: int, hub_max_records: int) -> dict[
     con.execute(
         """CREATE OR REPLACE TABLE identity.hub_keys AS
         WITH keyed AS (
-            SELECT k.key_type, k.key_value, k.source, r.name, r.name_key
+            SELECT k.key_type, k.key_value, k.source, r.name, r.name_match_key AS name_key
             FROM identity.record_keys k JOIN identity.source_records r USING (record_id)
             WHERE k.key_type IN ('phone', 'email')),
         per_source AS (
@@ -104,30 +138,72 @@ def build_links(con, hub_max_distinct_names: int, hub_max_records: int) -> dict[
     con.execute(
         """CREATE OR REPLACE TABLE identity.record_links AS
         SELECT a.record_id AS left_record, b.record_id AS right_record, a.key_type AS rule,
-               1.0 AS score
+               1.0::DOUBLE AS score, a.key_type AS evidence
         FROM identity.record_keys a JOIN identity.record_keys b
           ON a.key_type = b.key_type AND a.key_value = b.key_value AND a.record_id < b.record_id
         ANTI JOIN identity.hub_keys h ON h.key_type = a.key_type AND h.key_value = a.key_value"""
     )
     return {
-        "links": fetch_scalar(con, "SELECT count(*) FROM identity.record_links"),
+        "strong_key_links": fetch_scalar(con, "SELECT count(*) FROM identity.record_links"),
         "hub_keys": fetch_scalar(con, "SELECT count(*) FROM identity.hub_keys"),
     }
 
 
-def cluster_records(con) -> int:
-    """identity.record_clusters(record_id, cluster): connected components over the links."""
+def add_probabilistic_links(con) -> dict[str, int]:
+    """Append Splink's links (identity.probabilistic_links) that no strong key already made,
+    unless they would join two groups of records (as the strong keys grouped them) that
+    contradict each other: two different mobile numbers, birth dates or genders. Those links
+    are kept, with the reason, in identity.rejected_links."""
     n = fetch_scalar(con, "SELECT count(*) FROM identity.source_records") or 0
-    links = con.sql("SELECT left_record, right_record FROM identity.record_links").arrow().read_all()
-    left = links.column("left_record").to_numpy()
-    right = links.column("right_record").to_numpy()
-    graph = coo_matrix((np.ones(len(left), dtype=np.int8), (left, right)), shape=(n, n))
-    n_clusters, labels = connected_components(graph, directed=False)
-    table = pa.table({"record_id": np.arange(n, dtype=np.int64), "cluster": labels.astype(np.int64)})
-    con.register("_clusters_arrow", table)
-    con.execute("CREATE OR REPLACE TABLE identity.record_clusters AS SELECT * FROM _clusters_arrow")
-    con.unregister("_clusters_arrow")
-    return int(n_clusters)
+    strong = con.sql("SELECT left_record, right_record FROM identity.record_links").arrow().read_all()
+    labels = components(n, strong.column("left_record").to_numpy(),
+                        strong.column("right_record").to_numpy())
+    con.register("_strong_groups", {"record_id": np.arange(n, dtype=np.int64), "grp": labels})
+    con.execute(
+        r"""CREATE OR REPLACE TEMP TABLE _group_facts AS
+        SELECT g.grp,
+               list(DISTINCT r.phone) FILTER (WHERE regexp_full_match(r.phone, '\+861[3-9][0-9]{9}')
+                                                AND h.key_value IS NULL) AS mobiles,
+               list(DISTINCT r.birth_date) FILTER (WHERE r.birth_date IS NOT NULL) AS births,
+               list(DISTINCT r.gender) FILTER (WHERE r.gender IS NOT NULL) AS genders
+        FROM identity.source_records r JOIN _strong_groups g USING (record_id)
+        LEFT JOIN identity.hub_keys h ON h.key_type = 'phone' AND h.key_value = r.phone
+        GROUP BY g.grp"""
+    )
+    con.execute(
+        """CREATE OR REPLACE TEMP TABLE _candidate_links AS
+        WITH p AS (
+            SELECT p.*, fa.mobiles AS ma, fb.mobiles AS mb, fa.births AS ba, fb.births AS bb,
+                   fa.genders AS ga, fb.genders AS gb
+            FROM identity.probabilistic_links p
+            ANTI JOIN identity.record_links d USING (left_record, right_record)
+            JOIN _strong_groups a ON a.record_id = p.left_record
+            JOIN _strong_groups b ON b.record_id = p.right_record
+            JOIN _group_facts fa ON fa.grp = a.grp JOIN _group_facts fb ON fb.grp = b.grp)
+        SELECT left_record, right_record, score, evidence,
+               concat_ws(', ',
+                   CASE WHEN len(ma) > 0 AND len(mb) > 0 AND NOT list_has_any(ma, mb)
+                        THEN 'different mobile numbers' END,
+                   CASE WHEN len(ba) > 0 AND len(bb) > 0 AND NOT list_has_any(ba, bb)
+                        THEN 'different birth dates' END,
+                   CASE WHEN len(ga) > 0 AND len(gb) > 0 AND NOT list_has_any(ga, gb)
+                        THEN 'different genders' END) AS conflict
+        FROM p"""
+    )
+    con.execute("""CREATE OR REPLACE TABLE identity.rejected_links AS
+        SELECT * FROM _candidate_links WHERE conflict <> ''""")
+    con.execute(
+        """INSERT INTO identity.record_links
+        SELECT left_record, right_record, 'probabilistic', score, evidence
+        FROM _candidate_links WHERE conflict = ''"""
+    )
+    con.unregister("_strong_groups")
+    return {
+        "probabilistic_links": fetch_scalar(
+            con, "SELECT count(*) FROM identity.record_links WHERE rule = 'probabilistic'"),
+        "links_rejected_for_conflict": fetch_scalar(
+            con, "SELECT count(*) FROM identity.rejected_links"),
+    }
 
 
 def assign_customer_ids(con, run_id: str, now) -> dict[str, int]:
@@ -196,3 +272,17 @@ def assign_customer_ids(con, run_id: str, now) -> dict[str, int]:
         "merges": merges[0][0] if merges else 0,
         "splits": splits[0][0] if splits else 0,
     }
+
+
+def resolve_identities(con, cfg, run_id: str, now) -> dict[str, int]:
+    """The whole identity stage: records → strong-key links (hub guards) → Splink links →
+    size-capped clusters → stable ids. ``cfg``: pipelines.config.IdentityConfig."""
+    ensure_identity_schema(con)
+    stats = {"source_records": build_source_records(con)}
+    stats.update(build_links(con, cfg.hub_max_distinct_names, cfg.hub_max_records))
+    stats["splink_links"] = probabilistic_links(con, cfg.match_probability).links
+    stats.update(add_probabilistic_links(con))
+    clusters = cluster_records(con, cfg.max_cluster_records)
+    stats["clusters"], stats["clusters_split_by_cap"] = clusters["clusters"], clusters["oversized"]
+    stats.update(assign_customer_ids(con, run_id, now))
+    return stats

@@ -37,6 +37,8 @@ TIMESTAMP_FORMATS = [
     "%Y%m%d",
 ]
 
+_ADDRESS_PREFIX = r"^(\p{Han}{2,7}?(?:省|自治区))?(\p{Han}{2,6}?市)?"
+
 DEFAULT_NULLISH = ["无", "-", "--", "—", "n/a", "na", "null", "none", "nil", "空", "/", "未填写", "#n/a"]
 
 
@@ -101,6 +103,12 @@ def register_normalizers(con, nullish: list[str] | None = None, timezone: str = 
                 THEN '+{cc}' || right(d, 11) END
             FROM (SELECT phone_digits(s) AS d))""",
         """province_key(s) AS lower(regexp_replace(clean(s), '[\\s\\-_]', '', 'g'))""",
+        # Pinyin and Latin names for matching: letters only, ü as v (see transforms.pinyin.fold).
+        """fold_letters(s) AS replace(replace(regexp_replace(replace(replace(lower(s), 'ü', 'v'),
+            'u:', 'v'), '[^a-z]', '', 'g'), 'lyu', 'lv'), 'nyu', 'nv')""",
+        # Addresses: the province / city prefix some systems add (广东省广州市天河区… vs 天河区…).
+        f"""address_city(s) AS nullif(regexp_extract(clean(s), '{_ADDRESS_PREFIX}', 2), '')""",
+        f"""address_street(s) AS nullif(regexp_replace(clean(s), '{_ADDRESS_PREFIX}', ''), '')""",
     ]
     for macro in macros:
         con.execute(f"CREATE OR REPLACE TEMP MACRO {macro}")
