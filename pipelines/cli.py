@@ -3,6 +3,7 @@
     profiles build            check config + rules, then materialise every asset once
     profiles check            only the checks (config, export headers, tag rules)
     profiles sample           generate realistic sample exports
+    profiles score            score identity resolution against a ground truth file
     profiles dev              start the Dagster UI (dagster dev -w workspace.yaml)
 """
 
@@ -103,6 +104,26 @@ def cmd_sample(args) -> int:
     return 0
 
 
+def cmd_score(args) -> int:
+    from pipelines.resources import open_warehouse
+    from transforms.identity_score import score_identity
+
+    cfg = load_config(args.config)
+    truth = Path(args.truth) if args.truth else cfg.ground_truth_path
+    if truth is None or not truth.exists():
+        print("error: no ground truth (pass --truth or set identity.ground_truth)", file=sys.stderr)
+        return 2
+    con = open_warehouse(cfg, read_only=True)
+    try:
+        score = score_identity(con, truth)
+    finally:
+        con.close()
+    print(f"identity resolution against {truth}")
+    for name, value in score.as_dict().items():
+        print(f"  {name:<24}{value}")
+    return 0
+
+
 def cmd_dev(args) -> int:
     os.environ.setdefault("DAGSTER_HOME", str(REPO_ROOT / ".dagster_home"))
     Path(os.environ["DAGSTER_HOME"]).mkdir(parents=True, exist_ok=True)
@@ -127,6 +148,9 @@ def main(argv: list[str] | None = None) -> int:
     sample.add_argument("--out", default="data/sample")
     sample.add_argument("--end", help="last date of generated activity (YYYY-MM-DD)")
     sample.set_defaults(func=cmd_sample)
+    score = sub.add_parser("score", help="pairwise precision / recall of identity resolution")
+    score.add_argument("--truth", help="ground truth CSV (default: identity.ground_truth)")
+    score.set_defaults(func=cmd_score)
     args = parser.parse_args(argv)
     try:
         return args.func(args)
