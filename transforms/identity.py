@@ -60,19 +60,18 @@ def build_source_records(con) -> int:
     )
     han = [r[0] for r in con.execute(
         """SELECT DISTINCT coalesce(name, nickname) AS n FROM _records
-        WHERE regexp_full_match(coalesce(name, nickname), '\\p{Han}{2,4}')""").fetchall()]
+        WHERE regexp_full_match(n, '\\p{Han}{2,4}')""").fetchall()]
     con.register("_pinyin_arrow", pinyin_table(han))
     con.execute(
         """CREATE OR REPLACE TABLE identity.source_records AS
-        WITH keyed AS (
-            SELECT r.*, coalesce(r.name, r.nickname) AS any_name,
+        WITH named AS (SELECT *, coalesce(name, nickname) AS any_name FROM _records),
+        keyed AS (
+            SELECT r.*,
                    -- Latin names in the order written; Han names surname first
-                   coalesce(p.surname_py || p.given_py,
-                            fold_letters(coalesce(r.name, r.nickname))) AS py_a,
-                   coalesce(p.given_py || p.surname_py,
-                            fold_letters(array_to_string(list_reverse(string_split(
-                                lower(coalesce(r.name, r.nickname)), ' ')), ''))) AS py_b
-            FROM _records r LEFT JOIN _pinyin_arrow p ON p.name = coalesce(r.name, r.nickname))
+                   coalesce(p.surname_py || p.given_py, fold_letters(r.any_name)) AS py_a,
+                   coalesce(p.given_py || p.surname_py, fold_letters(array_to_string(
+                       list_reverse(string_split(lower(r.any_name), ' ')), ''))) AS py_b
+            FROM named r LEFT JOIN _pinyin_arrow p ON p.name = r.any_name)
         SELECT row_number() OVER (ORDER BY source, source_key) - 1 AS record_id,
                source, source_key, name, nickname, gender, phone, email, unionid, crm_code,
                birth_date,
@@ -83,8 +82,7 @@ def build_source_records(con) -> int:
                -- the letters sorted: equal for zhangwei / weizhang / "Wei Zhang" (blocking only)
                nullif(array_to_string(list_sort(string_split(py_a, '')), ''), '') AS py_sorted,
                -- one value for 张伟 / Zhang Wei / ZHANG WEI: distinct names behind a hub key
-               CASE WHEN name IS NOT NULL THEN coalesce(py_sorted, lower(replace(name, ' ', '')))
-                    END AS name_match_key,
+               CASE WHEN name IS NOT NULL THEN coalesce(py_sorted, name_key) END AS name_match_key,
                nullif(replace(address_street(address), ' ', ''), '') AS address_key,
                split_part(email, '@', 1) AS email_user,
                right(phone, 8) AS phone_tail
@@ -280,7 +278,8 @@ def resolve_identities(con, cfg, run_id: str, now) -> dict[str, int]:
     ensure_identity_schema(con)
     stats = {"source_records": build_source_records(con)}
     stats.update(build_links(con, cfg.hub_max_distinct_names, cfg.hub_max_records))
-    stats["splink_links"] = probabilistic_links(con, cfg.match_probability).links
+    matched = probabilistic_links(con, cfg.match_probability)
+    stats["splink_links"], stats["splink_labelled_pairs"] = matched.links, matched.labelled_pairs
     stats.update(add_probabilistic_links(con))
     clusters = cluster_records(con, cfg.max_cluster_records)
     stats["clusters"], stats["clusters_split_by_cap"] = clusters["clusters"], clusters["oversized"]

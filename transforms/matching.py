@@ -26,8 +26,6 @@ import duckdb
 import pyarrow as pa
 from splink import DuckDBAPI, Linker, SettingsCreator, block_on
 
-from transforms.sql import fetch_scalar
-
 _COLUMNS = ["record_id", "source", "name_key", "nickname", "gender", "any_name_key", "py_a",
             "py_b",
             "py_sorted", "birth_date", "city", "address_key", "phone", "phone_tail", "email",
@@ -39,9 +37,8 @@ _NOT_TWO_FOLLOWERS = "(l.nickname IS NULL OR r.nickname IS NULL)"
 
 @dataclass
 class MatchResult:
-    candidate_pairs: int
-    links: int
-    labelled_pairs: int
+    links: int  # pairs at or above the threshold
+    labelled_pairs: int  # strong-key pairs m was learned from
 
 
 def _level(sql: str, label: str, **extra) -> dict:
@@ -170,7 +167,7 @@ def _run_splink(con, splink_con, records: pa.Table, labels: pa.Table, match_prob
                 seed: int) -> MatchResult:
     _empty_links(con)
     if records.num_rows < 2:
-        return MatchResult(0, 0, 0)
+        return MatchResult(0, 0)
     api = DuckDBAPI(connection=splink_con)
     settings = SettingsCreator(
         link_type="dedupe_only", unique_id_column_name="record_id",
@@ -196,11 +193,10 @@ def _run_splink(con, splink_con, records: pa.Table, labels: pa.Table, match_prob
                    match_probability AS score, rtrim({agreed}, '+') AS evidence
         FROM {scored.physical_name}"""
     ).arrow().read_all()
-    candidates = fetch_scalar(splink_con, f"SELECT count(*) FROM {scored.physical_name}")
     con.register("_probabilistic_arrow", pairs)
     con.execute("INSERT INTO identity.probabilistic_links SELECT * FROM _probabilistic_arrow")
     con.unregister("_probabilistic_arrow")
-    return MatchResult(candidates, pairs.num_rows, labels.num_rows)
+    return MatchResult(pairs.num_rows, labels.num_rows)
 
 
 def _empty_links(con) -> None:
