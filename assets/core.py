@@ -6,16 +6,21 @@ from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, ass
 from assets._metadata import table_metadata
 from pipelines.resources import Warehouse
 from transforms.core import build_customers, build_facts, ensure_core_schema
+from transforms.sql import fetch_scalar
 
 
 @asset(group_name="core", kinds={"duckdb"}, deps=["customer_identity"],
-       description="core.customers: one golden record per customer (CRM > ERP > WeChat, then "
-                   "most recent), with field lineage in core.customer_field_lineage.")
+       description="core.customers: one golden record per customer by the survivorship rules "
+                   "in profiles.yaml, with field lineage in core.customer_field_lineage.")
 def core_customers(warehouse: Warehouse) -> MaterializeResult:
     with warehouse.connect() as con:
         ensure_core_schema(con)
-        build_customers(con)
-        return MaterializeResult(metadata=table_metadata(con, "core.customers"))
+        build_customers(con, warehouse.config.survivorship.rules())
+        meta = table_metadata(con, "core.customers")
+        meta["customers_with_same_source_duplicates"] = MetadataValue.int(fetch_scalar(
+            con, """SELECT count(*) FROM (SELECT customer_id, source FROM identity.customer_map
+                    GROUP BY ALL HAVING count(*) > 1)"""))
+        return MaterializeResult(metadata=meta)
 
 
 @asset(group_name="core", kinds={"duckdb"},

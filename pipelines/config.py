@@ -20,6 +20,13 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from transforms.normalize import DEFAULT_NULLISH
 from transforms.readers import ExportFileError, ReadOptions, read_header
 from transforms.schema import ENTITIES
+from transforms.survivorship import (
+    DEFAULT_SOURCE_ORDER,
+    GOLDEN_FIELDS,
+    FieldRule,
+    RuleName,
+    default_rules,
+)
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG = REPO_ROOT / "profiles.yaml"
@@ -85,6 +92,44 @@ class IdentityConfig(_Strict):
     ground_truth: Path | None = None
 
 
+class FieldSurvivorship(_Strict):
+    rule: RuleName = "source_priority"
+    sources: list[Literal["crm", "erp", "wechat"]] | None = None  # this field's trust order
+
+
+class SurvivorshipConfig(_Strict):
+    """Golden record rules (see transforms/survivorship.py). Fields not listed use
+    source_priority, except phone/email (most_recent) and address (most_complete)."""
+
+    source_priority: list[Literal["crm", "erp", "wechat"]] = list(DEFAULT_SOURCE_ORDER)
+    fields: dict[str, RuleName | FieldSurvivorship] = Field(default_factory=dict)
+
+    @field_validator("fields")
+    @classmethod
+    def _known_fields(cls, fields: dict) -> dict:
+        unknown = sorted(set(fields) - set(GOLDEN_FIELDS))
+        if unknown:
+            raise ValueError(f"unknown field(s) {unknown}; golden record fields are: "
+                             f"{', '.join(GOLDEN_FIELDS)}")
+        return fields
+
+    @field_validator("source_priority")
+    @classmethod
+    def _distinct_sources(cls, order: list[str]) -> list[str]:
+        if len(set(order)) != len(order):
+            raise ValueError(f"a source is listed twice in {order}")
+        return order
+
+    def rules(self) -> dict[str, FieldRule]:
+        rules = {}
+        for name, default in default_rules().items():
+            spec = self.fields.get(name, default.rule)
+            if isinstance(spec, str):
+                spec = FieldSurvivorship(rule=spec)
+            rules[name] = FieldRule(spec.rule, tuple(spec.sources or self.source_priority))
+        return rules
+
+
 class SegmentConfig(_Strict):
     k: int = Field(5, ge=2)
     sample_size: int = Field(50_000, ge=100)
@@ -100,6 +145,7 @@ class ProfilesConfig(_Strict):
     warehouse: WarehouseConfig = WarehouseConfig()
     schedule: ScheduleConfig = ScheduleConfig()
     identity: IdentityConfig = IdentityConfig()
+    survivorship: SurvivorshipConfig = SurvivorshipConfig()
     segments: SegmentConfig = SegmentConfig()
     sources: dict[str, SourceConfig]
 

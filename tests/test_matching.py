@@ -64,12 +64,16 @@ def test_the_name_in_a_reps_remark_stands_for_the_follower(wh):
         {"openid": "o1", "nickname": "快乐每一天", "remark": "欧阳娜娜 李雷客户"},
         {"openid": "o2", "nickname": "快乐每一天", "remark": "张伟-老客户"},
         {"openid": "o3", "nickname": "Sunny", "remark": "广州的朋友"},
+        {"openid": "o4", "nickname": "Coco", "remark": "福州曾芳洁"},  # city, then the name
+        {"openid": "o5", "nickname": "淡定", "remark": "高端客户"},  # a role, not a name
+        {"openid": "o6", "nickname": "阿杰", "remark": "王先生"},
     ], NIGHT)
     resolve(wh)
     names = wh.execute("""SELECT source_key, nickname, py_a FROM identity.source_records
                           ORDER BY source_key""").fetchall()
     assert names == [("o1", "欧阳娜娜", "ouyangnana"), ("o2", "张伟", "zhangwei"),
-                     ("o3", "Sunny", "sunny")]
+                     ("o3", "Sunny", "sunny"), ("o4", "曾芳洁", "zengfangjie"),
+                     ("o5", "淡定", "danding"), ("o6", "阿杰", "ajie")]
 
 
 def test_a_link_that_would_join_two_mobile_numbers_is_rejected(wh):
@@ -113,3 +117,47 @@ def test_score_counts_pairs_and_findable_pairs(con, tmp_path):
     # only KH1-KH2 share evidence; the follower shares none
     assert (score.findable_pairs, score.findable_found, score.recall_findable) == (1, 1, 1.0)
     assert (score.split_persons, score.merged_customers) == (1, 1)
+
+
+def test_a_link_that_would_join_two_genders_is_rejected(wh):
+    # C5 and the follower o5 are one woman (bound phone); CRM's 周杰 (a man) shares C5's name and
+    # address: the probable link KH5–C5 would make one customer of a man and a woman.
+    land(wh, "crm_customers", [
+        *FILLER,
+        {"customer_code": "KH5", "name": "周杰", "gender": "男", "city": "杭州",
+         "address": "西湖区文三路8号"},
+    ], NIGHT)
+    land(wh, "erp_customers", [
+        {"customer_code": "C5", "name": "周杰", "phone": "13700001111",
+         "address": "浙江省杭州市西湖区文三路8号"},
+    ], NIGHT)
+    land(wh, "wechat_followers", [
+        {"openid": "o5", "gender": "2", "phone": "137-0000-1111", "city": "杭州"},
+    ], NIGHT)
+    ids = resolve(wh)
+    assert ids["erp:C5"] == ids["wechat:o5"] != ids["crm:KH5"]
+    assert wh.execute("SELECT conflict FROM identity.rejected_links").fetchall() == [
+        ("different genders",)]
+
+
+def test_a_follower_known_only_by_a_reps_remark_joins_the_crm_customer(wh):
+    # A population like a real one (150 people in CRM and ERP, linked by phone), so Splink
+    # learns how rare a shared full name is and how often records of one person meet.
+    surnames, given = "王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗", "伟芳娜英敏静丽强磊军"
+    cities = ["北京", "上海", "广州", "深圳", "成都", "杭州", "武汉", "南京", "西安", "重庆"]
+    people = [{"name": surnames[i % 20] + given[i // 20 % 10] + "华", "phone": f"1370000{i:04d}",
+               "gender": "男女"[i % 2], "city": cities[i * 3 % 10]} for i in range(150)]
+    land(wh, "crm_customers", [
+        *({"customer_code": f"KF{i:03d}", **p} for i, p in enumerate(people)),
+        {"customer_code": "KH7", "name": "欧阳娜娜", "gender": "女", "city": "广州"},
+    ], NIGHT)
+    land(wh, "erp_customers", [{"customer_code": f"E{i:03d}", "name": p["name"],
+                                "phone": p["phone"]} for i, p in enumerate(people)], NIGHT)
+    land(wh, "wechat_followers", [
+        {"openid": "o7", "nickname": "快乐每一天", "remark": "欧阳娜娜 李雷客户", "gender": "2",
+         "city": "广州"},
+        {"openid": "o8", "nickname": "快乐每一天", "gender": "2", "city": "广州"},
+    ], NIGHT)
+    ids = resolve(wh)
+    assert ids["crm:KH7"] == ids["wechat:o7"]
+    assert ids["wechat:o8"] not in (ids["crm:KH7"], ids["wechat:o7"])  # a nickname is no evidence

@@ -1,29 +1,25 @@
 """Core layer: golden customer records and every fact attached to a customer_id.
 
-Survivorship (per field): the most trusted source first (CRM > ERP > WeChat), then the most
-recently loaded record. ``core.customer_field_lineage`` says which record each value came from.
+Survivorship is set per field (``transforms.survivorship``; ``profiles.yaml`` → survivorship):
+``core.customer_field_lineage`` says which source record each value came from and by which rule.
 Facts whose source key matches no customer (an order for an unknown customer code) are kept in
 ``core.unmatched_facts`` with the reason, never dropped.
 """
 
 from __future__ import annotations
 
-from transforms.identity import SOURCE_RANK
 from transforms.sql import fetch_scalar
 from transforms.staging import current_rows_sql
-
-GOLDEN_FIELDS = [
-    "name", "gender", "birth_date", "phone", "email", "province", "city", "address", "industry",
-    "lead_source", "crm_stage", "owner", "wechat_nickname", "unionid",
-]
+from transforms.survivorship import GOLDEN_FIELDS, FieldRule, default_rules, order_key_sql
 
 
 def ensure_core_schema(con) -> None:
     con.execute("CREATE SCHEMA IF NOT EXISTS core")
 
 
-def build_customers(con) -> int:
-    rank = " ".join(f"WHEN '{s}' THEN {r}" for s, r in SOURCE_RANK.items())
+def build_customers(con, rules: dict[str, FieldRule] | None = None) -> int:
+    """core.customers (one golden record per customer) and core.customer_field_lineage."""
+    rules = rules or default_rules()
     con.execute(
         f"""CREATE OR REPLACE TEMP TABLE _customer_fields AS
         WITH crm AS ({current_rows_sql('crm_customers')}),
@@ -43,35 +39,38 @@ def build_customers(con) -> int:
                    nickname AS wechat_nickname, unionid, subscribed_at AS first_seen_at,
                    subscribed, _loaded_at
             FROM wx)
-        SELECT m.customer_id, f.*,
-               (CASE f.source {rank} END) * 1e10 + epoch(f._loaded_at) AS trust
+        SELECT m.customer_id, f.*
         FROM fields f JOIN identity.customer_map m USING (source, source_key)"""
     )
+    # One pass: each field's survivor carries the record it came from, for the lineage table.
     picks = ",\n".join(
-        f"arg_max({c}, trust) FILTER (WHERE {c} IS NOT NULL) AS {c}" for c in GOLDEN_FIELDS
+        f"""arg_max({{'value': {f}, 'source': source, 'source_key': source_key}},
+                    {order_key_sql(f, rules[f])}) FILTER (WHERE {f} IS NOT NULL) AS {f}"""
+        for f in GOLDEN_FIELDS
     )
     con.execute(
-        f"""CREATE OR REPLACE TABLE core.customers AS
+        f"""CREATE OR REPLACE TEMP TABLE _survivors AS
         SELECT customer_id, {picks},
                min(first_seen_at) AS first_seen_at,
                bool_or(subscribed) AS wechat_subscribed,
                count(*) AS source_records,
                list(DISTINCT source ORDER BY source) AS sources
-        FROM _customer_fields GROUP BY customer_id ORDER BY customer_id"""
+        FROM _customer_fields GROUP BY customer_id"""
+    )
+    values = ", ".join(f"{f}.value AS {f}" for f in GOLDEN_FIELDS)
+    con.execute(
+        f"""CREATE OR REPLACE TABLE core.customers AS
+        SELECT customer_id, {values}, first_seen_at, wechat_subscribed, source_records, sources
+        FROM _survivors ORDER BY customer_id"""
     )
     lineage = " UNION ALL ".join(
-        f"""SELECT customer_id, '{c}' AS field,
-                   arg_max(source || ':' || source_key, trust) FILTER (WHERE {c} IS NOT NULL) AS origin
-            FROM _customer_fields GROUP BY customer_id"""
-        for c in GOLDEN_FIELDS
+        f"""SELECT customer_id, '{f}' AS field, {f}.source AS source, {f}.source_key AS source_key,
+                   '{rules[f].rule}' AS rule FROM _survivors WHERE {f} IS NOT NULL"""
+        for f in GOLDEN_FIELDS
     )
-    con.execute(
-        f"""CREATE OR REPLACE TABLE core.customer_field_lineage AS
-        SELECT customer_id, field, split_part(origin, ':', 1) AS source,
-               substr(origin, strpos(origin, ':') + 1) AS source_key
-        FROM ({lineage}) WHERE origin IS NOT NULL"""
-    )
+    con.execute(f"CREATE OR REPLACE TABLE core.customer_field_lineage AS {lineage}")
     con.execute("DROP TABLE _customer_fields")
+    con.execute("DROP TABLE _survivors")
     return fetch_scalar(con, "SELECT count(*) FROM core.customers")
 
 

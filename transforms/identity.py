@@ -15,12 +15,9 @@ import numpy as np
 
 from transforms.clusters import cluster_records, components
 from transforms.matching import probabilistic_links
-from transforms.pinyin import pinyin_table
-from transforms.sql import fetch_scalar
+from transforms.pinyin import NOT_A_NAME, pinyin_table, remark_name_regex
+from transforms.sql import fetch_scalar, quote_literal
 from transforms.staging import current_rows_sql
-
-# Which source is trusted first when records disagree (golden record survivorship).
-SOURCE_RANK = {"crm": 3, "erp": 2, "wechat": 1}
 
 
 def ensure_identity_schema(con) -> None:
@@ -40,6 +37,9 @@ def ensure_identity_schema(con) -> None:
 def build_source_records(con) -> int:
     """identity.source_records: one row per current customer record of every source, with the
     comparison keys matching needs (see transforms.pinyin for the name keys)."""
+    cities = [r[0] for r in con.execute(
+        "SELECT alias FROM city_alias WHERE regexp_full_match(alias, '\\p{Han}+')").fetchall()]
+    remark_name = remark_name_regex(cities)
     con.execute(
         f"""CREATE OR REPLACE TEMP TABLE _records AS
         WITH crm AS ({current_rows_sql('crm_customers')}),
@@ -52,11 +52,14 @@ def build_source_records(con) -> int:
         SELECT 'erp', customer_code, name, NULL, NULL, phone, email, NULL, crm_ref, NULL,
                canonical_city(address_city(address)), address, _loaded_at FROM erp
         UNION ALL
-        -- A rep's remark often carries the real name (张伟 李雷客户, 张伟-老客户): it beats
-        -- the nickname as the follower's name.
+        -- A rep's remark often carries the real name (张伟 李雷客户, 福州张伟): it beats the
+        -- nickname as the follower's name.
         SELECT 'wechat', openid, NULL,
-               coalesce(nullif(regexp_extract(remark, '^(\\p{{Han}}{{2,4}})[ \\-]', 1), ''), nickname),
-               gender, phone, NULL, unionid, NULL, NULL, city, NULL, _loaded_at FROM wx"""
+               coalesce(CASE WHEN NOT regexp_matches(remark_name, {quote_literal(NOT_A_NAME)})
+                             THEN remark_name END, nickname),
+               gender, phone, NULL, unionid, NULL, NULL, city, NULL, _loaded_at
+        FROM (SELECT *, nullif(regexp_extract(remark, {quote_literal(remark_name)}, 1), '')
+                        AS remark_name FROM wx)"""
     )
     han = [r[0] for r in con.execute(
         """SELECT DISTINCT coalesce(name, nickname) AS n FROM _records

@@ -27,6 +27,31 @@ SURNAME_READINGS = {
     "尉": "yu", "宓": "mi", "能": "nai", "冼": "xian", "阚": "kan", "隗": "wei", "折": "she",
     "吕": "lv", "闾": "lv", "女": "nv",
 }
+# The common single-character surnames (about 300; they cover nearly everyone): a word read out
+# of a rep's remark is taken for a name only when it starts with a surname.
+COMMON_SURNAMES = (
+    "王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗郑梁谢宋唐许韩冯邓曹彭曾肖田董袁潘于蒋蔡余杜叶程"
+    "苏魏吕丁任沈姚卢姜崔钟谭陆汪范金石廖贾夏韦付傅方白邹孟熊秦邱江尹薛闫阎段雷侯龙史陶黎贺顾"
+    "毛郝龚邵万钱严覃武戴莫孔向汤常温康施文牛樊葛邢安齐易乔伍庞颜倪庄聂章鲁岳翟殷詹申欧耿关兰"
+    "焦俞左柳甘祝包宁尚符舒阮柯纪梅童凌毕单季裴霍涂成苗谷盛曲翁冉骆蓝路游辛靳管柴蒙鲍华喻祁蒲"
+    "房滕屈饶解牟艾尤阳时穆农司卓古吉缪简车项连芦麦褚娄窦戚岑景党宫费卜冷晏席卫米柏宗瞿桂全佟"
+    "应臧闵苟邬边卞姬师和仇栾隋商刁沙荣巫寇桑郎甄丛仲虞敖巩明佘池查麻苑迟邝官封谈匡鞠惠荆乐冀"
+    "郁胥南班储原栗燕楚鄢劳谌奚皮粟冼蔺楼盘满闻位厉伊仝区郜海阚花权强帅屠豆朴盖练廉禹井祖漆巴"
+    "丰支卿国狄平计索宣晋相初门云容敬来扈晁芮都普阙浦戈伏鹿薄邸雍辜羊阿乌母裘亓修邰赫杭况那宿"
+    "鲜印逯隆茹诸战慕危玉银亢嵇公湛宾戎勾茅利於呼居揭干但尉冶斯元束檀衣信展阴昝智幸奉植衡富尧"
+)
+
+
+def remark_name_regex(city_names: list[str]) -> str:
+    """A regex whose group 1 is the real name in a rep's remark on a follower: 张伟 李雷客户,
+    张伟-老客户, 福州张伟 (city first), 张伟. The name must start with a known surname."""
+    cities = "|".join(sorted(set(city_names), key=len, reverse=True))
+    surname = "(?:" + "|".join(COMPOUND_SURNAMES) + f"|[{COMMON_SURNAMES}])"
+    return rf"^(?:{cities})?({surname}\p{{Han}}{{1,3}})(?:[ \-—_,，/]|$)"
+
+
+# Words that end a title or a role, not a name: 高端客户, 张先生, 王总, 李老师.
+NOT_A_NAME = "(客户|会员|朋友|同事|同学|老师|老板|经理|总监|总|先生|女士|小姐|阿姨|叔叔|哥|姐)$"
 
 
 def fold(text: str) -> str:
