@@ -48,60 +48,62 @@ def register_normalizers(con, nullish: list[str] | None = None, timezone: str = 
     formats_sql = "[" + ", ".join(quote_literal(f) for f in TIMESTAMP_FORMATS) + "]"
     tz = quote_literal(timezone)
     cc = str(phonenumbers.country_code_for_region(phone_region))
+    # list_transform([x], lambda v: …)[1] names a value once (a "let"): the scalar subquery
+    # form, (SELECT … FROM (SELECT x AS v)), is planned as a join per call and made staging
+    # several times slower.
     macros = [
-        f"halfwidth(s) AS translate(s, {quote_literal(_FULL)}, {quote_literal(_HALF)})",
+        # translate() costs ~5 µs a value: run it only on the few values with full-width forms.
+        f"""halfwidth(s) AS CASE WHEN regexp_matches(s, '[\\x{{FF01}}-\\x{{FF5E}}\\x{{3000}}]')
+            THEN translate(s, {quote_literal(_FULL)}, {quote_literal(_HALF)}) ELSE s END""",
         # clean: what every field type starts from: folded, trimmed, null-ish strings → NULL.
-        f"""clean(s) AS (SELECT CASE WHEN t = '' OR lower(t) IN ({nullish_sql}) THEN NULL ELSE t END
-            FROM (SELECT trim(regexp_replace(halfwidth(s::VARCHAR), '[\\s\\x{{200B}}\\x{{FEFF}}]+', ' ', 'g')) AS t))""",
+        f"""clean(s) AS list_transform(
+            [trim(regexp_replace(halfwidth(s::VARCHAR), '[\\s\\x{{200B}}\\x{{FEFF}}]+', ' ', 'g'))],
+            lambda _t: CASE WHEN _t = '' OR lower(_t) IN ({nullish_sql}) THEN NULL ELSE _t END)[1]""",
         "clean_code(s) AS upper(replace(clean(s), ' ', ''))",
         # Han names: spaces are typing noise (张 伟 = 张伟); Latin names keep one space between words.
-        """clean_name(s) AS (SELECT CASE WHEN regexp_matches(c, '\\p{Han}')
-            THEN replace(c, ' ', '') ELSE c END FROM (SELECT clean(s) AS c))""",
-        """clean_email(s) AS (SELECT CASE WHEN regexp_full_match(e, '[^@\\s]+@[^@\\s]+\\.[a-z]{2,}')
-            THEN e END FROM (SELECT lower(replace(clean(s), ' ', '')) AS e))""",
-        f"""parse_timestamp(s) AS (SELECT CASE
-            WHEN c IS NULL THEN NULL
-            WHEN regexp_full_match(c, '[1-9][0-9]{{4}}(\\.[0-9]+)?')  -- Excel serial day number
-                THEN TIMESTAMP '1899-12-30' + to_seconds(round(c::DOUBLE * 86400)::BIGINT)
-            WHEN regexp_full_match(c, '[1-9][0-9]{{8,9}}')  -- unix seconds (UTC)
-                THEN timezone({tz}, to_timestamp(c::BIGINT))::TIMESTAMP
-            WHEN regexp_full_match(c, '[1-9][0-9]{{12}}')  -- unix milliseconds
-                THEN timezone({tz}, to_timestamp(c::BIGINT / 1000.0))::TIMESTAMP
-            ELSE try_strptime(regexp_replace(replace(replace(replace(replace(c, '年', '-'), '月', '-'),
+        """clean_name(s) AS list_transform([clean(s)], lambda _c:
+            CASE WHEN regexp_matches(_c, '\\p{Han}') THEN replace(_c, ' ', '') ELSE _c END)[1]""",
+        """clean_email(s) AS list_transform([lower(replace(clean(s), ' ', ''))], lambda _e:
+            CASE WHEN regexp_full_match(_e, '[^@\\s]+@[^@\\s]+\\.[a-z]{2,}') THEN _e END)[1]""",
+        f"""parse_timestamp(s) AS list_transform([clean(s)], lambda _c: CASE
+            WHEN _c IS NULL THEN NULL
+            WHEN regexp_full_match(_c, '[1-9][0-9]{{4}}(\\.[0-9]+)?')  -- Excel serial day number
+                THEN TIMESTAMP '1899-12-30' + to_seconds(round(_c::DOUBLE * 86400)::BIGINT)
+            WHEN regexp_full_match(_c, '[1-9][0-9]{{8,9}}')  -- unix seconds (UTC)
+                THEN timezone({tz}, to_timestamp(_c::BIGINT))::TIMESTAMP
+            WHEN regexp_full_match(_c, '[1-9][0-9]{{12}}')  -- unix milliseconds
+                THEN timezone({tz}, to_timestamp(_c::BIGINT / 1000.0))::TIMESTAMP
+            ELSE try_strptime(regexp_replace(replace(replace(replace(replace(_c, '年', '-'), '月', '-'),
                                 '日', ' '), '时', ':'), '\\s+', ' ', 'g').trim(), {formats_sql})
-            END FROM (SELECT clean(s) AS c))""",
-        """parse_timestamp_checked(s) AS (SELECT CASE WHEN year(t) BETWEEN 1900 AND 2100 THEN t END
-            FROM (SELECT parse_timestamp(s) AS t))""",
+            END)[1]""",
+        """parse_timestamp_checked(s) AS list_transform([parse_timestamp(s)], lambda _t:
+            CASE WHEN year(_t) BETWEEN 1900 AND 2100 THEN _t END)[1]""",
         "parse_date(s) AS parse_timestamp_checked(s)::DATE",
         # ¥1,234.50 / -¥1.00 / 12,000元 / (12.00) → DECIMAL yuan
-        r"""parse_amount(s) AS (SELECT CASE
-            WHEN regexp_full_match(a, '\(.*\)') THEN -TRY_CAST(trim(a, '()') AS DECIMAL(18, 2))
-            ELSE TRY_CAST(a AS DECIMAL(18, 2)) END
-            FROM (SELECT regexp_replace(clean(s), '[¥￥,，元\s]|RMB|CNY', '', 'gi') AS a))""",
-        """parse_integer(s) AS (SELECT CASE WHEN d = round(d) THEN d::BIGINT END
-            FROM (SELECT TRY_CAST(replace(clean(s), ',', '') AS DOUBLE) AS d))""",
-        """parse_boolean(s) AS (SELECT CASE
-            WHEN lower(c) IN ('1', 'true', 't', 'yes', 'y', '是') THEN true
-            WHEN lower(c) IN ('0', 'false', 'f', 'no', 'n', '否') THEN false END
-            FROM (SELECT clean(s) AS c))""",
+        r"""parse_amount(s) AS list_transform(
+            [regexp_replace(clean(s), '[¥￥,，元\s]|RMB|CNY', '', 'gi')], lambda _a: CASE
+            WHEN regexp_full_match(_a, '\(.*\)') THEN -TRY_CAST(trim(_a, '()') AS DECIMAL(18, 2))
+            ELSE TRY_CAST(_a AS DECIMAL(18, 2)) END)[1]""",
+        """parse_integer(s) AS list_transform([TRY_CAST(replace(clean(s), ',', '') AS DOUBLE)],
+            lambda _d: CASE WHEN _d = round(_d) THEN _d::BIGINT END)[1]""",
+        """parse_boolean(s) AS list_transform([clean(s)], lambda _c: CASE
+            WHEN lower(_c) IN ('1', 'true', 't', 'yes', 'y', '是') THEN true
+            WHEN lower(_c) IN ('0', 'false', 'f', 'no', 'n', '否') THEN false END)[1]""",
         # WeChat sex: 1 male, 2 female, 0 unknown; CRM: 男 / 女.
-        """parse_gender(s) AS (SELECT CASE
-            WHEN lower(c) IN ('男', 'm', 'male', '1', '先生') THEN 'M'
-            WHEN lower(c) IN ('女', 'f', 'female', '2', '女士') THEN 'F' END
-            FROM (SELECT clean(s) AS c))""",
+        """parse_gender(s) AS list_transform([clean(s)], lambda _c: CASE
+            WHEN lower(_c) IN ('男', 'm', 'male', '1', '先生') THEN 'M'
+            WHEN lower(_c) IN ('女', 'f', 'female', '2', '女士') THEN 'F' END)[1]""",
         """gender_known(s) AS lower(clean(s)) IN ('男', 'm', 'male', '1', '先生', '女', 'f', 'female',
             '2', '女士', '0', '未知', 'unknown', 'u', '保密')""",
-        """parse_list(s) AS (SELECT CASE
-            WHEN c IS NULL THEN NULL
-            WHEN json_valid(c) AND json_type(c::JSON) = 'ARRAY' THEN json_extract_string(c, '$[*]')
-            ELSE list_transform(string_split(c, ','), lambda x: trim(x)) END
-            FROM (SELECT clean(s) AS c))""",
+        """parse_list(s) AS list_transform([clean(s)], lambda _c: CASE
+            WHEN _c IS NULL THEN NULL
+            WHEN json_valid(_c) AND json_type(_c::JSON) = 'ARRAY' THEN json_extract_string(_c, '$[*]')
+            ELSE list_transform(string_split(_c, ','), lambda x: trim(x)) END)[1]""",
         # Mainland mobiles in any form (+86 138 0013 8000, 0086…, 138-0013-8000) without Python.
         """phone_digits(s) AS regexp_replace(clean(s), '[^0-9+]', '', 'g')""",
-        f"""mobile_e164(s) AS (SELECT CASE
-            WHEN regexp_full_match(d, '(\\+?{cc}|00{cc})?1[3-9][0-9]{{9}}')
-                THEN '+{cc}' || right(d, 11) END
-            FROM (SELECT phone_digits(s) AS d))""",
+        f"""mobile_e164(s) AS list_transform([phone_digits(s)], lambda _d: CASE
+            WHEN regexp_full_match(_d, '(\\+?{cc}|00{cc})?1[3-9][0-9]{{9}}')
+                THEN '+{cc}' || right(_d, 11) END)[1]""",
         """province_key(s) AS lower(regexp_replace(clean(s), '[\\s\\-_]', '', 'g'))""",
         # Pinyin and Latin names for matching: letters only, ü as v (see transforms.pinyin.fold).
         """fold_letters(s) AS replace(replace(regexp_replace(replace(replace(lower(s), 'ü', 'v'),

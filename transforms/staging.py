@@ -128,16 +128,18 @@ def build_staging(con, entity_name: str, mapping: dict[str, str] | None = None,
     _register_phone_map(con, entity, phone_region)
     parsed, errors = [], []
     for f in entity.fields:
-        col = quote_ident(f.name)
+        col, raw_col = quote_ident(f.name), quote_ident("_raw_" + f.name)
         expr = _parse_expr(f, col, units.get(f.name, "yuan"))
-        parsed.append(f"CAST({expr} AS {SQL_TYPES[f.type]}) AS {col}")
-        errors.append(f"{_error_expr(f, col, expr)} AS {quote_ident('_err_' + f.name)}")
+        parsed.append(f"CAST({expr} AS {SQL_TYPES[f.type]}) AS {col}, {col} AS {raw_col}")
+        # Errors look at the parsed column, not a second copy of its expression: repeating
+        # the macros made DuckDB's planner take seconds whatever the row count.
+        errors.append(f"{_error_expr(f, raw_col, col)} AS {quote_ident('_err_' + f.name)}")
     con.execute(
         f"""CREATE OR REPLACE TEMP TABLE _parsed AS
-        SELECT _source_file, _row_number, _file_sha256, _loaded_at,
-               {', '.join(parsed)}, {', '.join(errors)},
-               {', '.join(f'{quote_ident(f)} AS {quote_ident("_raw_" + f)}' for f in entity.field_names)}
-        FROM raw.{entity_name}"""
+        WITH parsed AS (SELECT _source_file, _row_number, _file_sha256, _loaded_at,
+                               {', '.join(parsed)}
+                        FROM raw.{entity_name})
+        SELECT *, {', '.join(errors)} FROM parsed"""
     )
     required = [f.name for f in entity.fields if f.required]
     rejected = " OR ".join(f"{quote_ident('_err_' + r)} IS NOT NULL" for r in required) or "false"
