@@ -74,8 +74,11 @@ def main() -> None:
 
     landing = ensure_dataset(args.persons, args.seed)
     staged = landing.parent / f"{landing.name}_staged.duckdb"
-    if args.stage_only:
-        stage_customer_records(landing, staged)
+    if args.stage_only:  # staged beside, then renamed: a killed run leaves no half-built cache
+        partial = staged.with_suffix(".partial")
+        partial.unlink(missing_ok=True)
+        stage_customer_records(landing, partial)
+        partial.rename(staged)
         return
     if not staged.exists():  # in its own process, so the peak memory below is identity's own
         subprocess.run([sys.executable, __file__, "--persons", str(args.persons),

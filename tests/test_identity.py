@@ -83,6 +83,10 @@ def test_ids_are_stable_merges_keep_the_older_id_and_splits_are_recorded(wh):
     assert second["crm:KH4"] == "C000000003"
     assert wh.execute("SELECT change, from_id, to_id, run_id FROM identity.id_changes").fetchall() == [
         ("merge", "C000000002", "C000000001", "r2")]
+    assert wh.execute("SELECT old_id, current_id, status FROM identity.id_lookup "
+                      "ORDER BY old_id").fetchall() == [
+        ("C000000001", "C000000001", "current"), ("C000000002", "C000000001", "merged"),
+        ("C000000003", "C000000003", "current")]
 
     # Night 3: the ERP record is corrected (no CRM reference): 李娜's records split off again.
     land(wh, "erp_customers", [
@@ -96,3 +100,20 @@ def test_ids_are_stable_merges_keep_the_older_id_and_splits_are_recorded(wh):
     assert wh.execute("""SELECT change, from_id, to_id, records FROM identity.id_changes
                          WHERE run_id = 'r3'""").fetchall() == [
         ("split", "C000000001", "C000000004", 2)]
+
+
+def test_an_old_id_is_followed_through_a_chain_of_merges(wh):
+    from transforms.identity import _create_id_lookup, ensure_identity_schema
+
+    ensure_identity_schema(wh)
+    wh.execute("""CREATE TABLE identity.customer_map AS
+                  SELECT * FROM (VALUES (0, 'crm', 'KH1', 'C1'), (1, 'crm', 'KH2', 'C4'))
+                  t(record_id, source, source_key, customer_id)""")
+    wh.execute("""INSERT INTO identity.id_changes VALUES
+                  ('merge', 'C3', 'C2', NULL, 'r2', NULL, ''),
+                  ('merge', 'C2', 'C1', NULL, 'r3', NULL, ''),
+                  ('split', 'C1', 'C4', 1, 'r4', NULL, '')""")
+    _create_id_lookup(wh)
+    assert wh.execute("SELECT old_id, current_id, merges FROM identity.id_lookup "
+                      "ORDER BY old_id").fetchall() == [
+        ("C1", "C1", 0), ("C2", "C1", 1), ("C3", "C1", 2), ("C4", "C4", 0)]

@@ -268,11 +268,34 @@ def assign_customer_ids(con, run_id: str, now) -> dict[str, int]:
         ON CONFLICT (source, source_key) DO UPDATE SET customer_id = excluded.customer_id""",
         [run_id, now],
     )
+    _create_id_lookup(con)
     return {
         "customers": fetch_scalar(con, "SELECT count(DISTINCT customer_id) FROM identity.customer_map"),
         "merges": merges[0][0] if merges else 0,
         "splits": splits[0][0] if splits else 0,
     }
+
+
+def _create_id_lookup(con) -> None:
+    """identity.id_lookup: every id ever issued → the id that stands for it now, following
+    merges (A merged into B merged into C: A → C). A split keeps the id on its larger part."""
+    con.execute(
+        """CREATE OR REPLACE VIEW identity.id_lookup AS
+        WITH RECURSIVE live AS (SELECT DISTINCT customer_id FROM identity.customer_map),
+        issued AS (SELECT customer_id AS old_id FROM live
+                   UNION SELECT from_id FROM identity.id_changes
+                   UNION SELECT to_id FROM identity.id_changes),
+        hop(old_id, current_id, merges) AS (
+            SELECT old_id, old_id, 0 FROM issued
+            UNION ALL
+            SELECT h.old_id, c.to_id, h.merges + 1
+            FROM hop h JOIN identity.id_changes c
+              ON c.change = 'merge' AND c.from_id = h.current_id
+            WHERE h.merges < 100)
+        SELECT old_id, current_id, merges,
+               CASE WHEN merges = 0 THEN 'current' ELSE 'merged' END AS status
+        FROM hop SEMI JOIN live ON live.customer_id = hop.current_id"""
+    )
 
 
 def resolve_identities(con, cfg, run_id: str, now) -> dict[str, int]:
