@@ -108,8 +108,8 @@ def main() -> None:
         writer = csv.writer(fh)
         if new:
             writer.writerow(columns)
-        row = {"date": dt.date.today().isoformat(), "persons": args.persons,
-               "cores": os.cpu_count(), **r}
+        row = {**r, "date": dt.date.today().isoformat(), "persons": args.persons,
+               "cores": os.cpu_count()}
         writer.writerow([round(v, 4) if isinstance(v, float) else v
                          for v in (row[c] for c in columns)])
 

@@ -140,19 +140,23 @@ def test_a_link_that_would_join_two_genders_is_rejected(wh):
         ("different genders",)]
 
 
-def test_a_follower_known_only_by_a_reps_remark_joins_the_crm_customer(wh):
-    # A population like a real one (150 people in CRM and ERP, linked by phone), so Splink
-    # learns how rare a shared full name is and how often records of one person meet.
+def population(wh) -> None:
+    """A population like a real one (150 people in CRM and ERP, linked by phone), so Splink
+    learns how rare a shared full name is and how often records of one person meet."""
     surnames, given = "王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗", "伟芳娜英敏静丽强磊军"
     cities = ["北京", "上海", "广州", "深圳", "成都", "杭州", "武汉", "南京", "西安", "重庆"]
     people = [{"name": surnames[i % 20] + given[i // 20 % 10] + "华", "phone": f"1370000{i:04d}",
                "gender": "男女"[i % 2], "city": cities[i * 3 % 10]} for i in range(150)]
-    land(wh, "crm_customers", [
-        *({"customer_code": f"KF{i:03d}", **p} for i, p in enumerate(people)),
-        {"customer_code": "KH7", "name": "欧阳娜娜", "gender": "女", "city": "广州"},
-    ], NIGHT)
+    land(wh, "crm_customers", [{"customer_code": f"KF{i:03d}", **p}
+                               for i, p in enumerate(people)], NIGHT)
     land(wh, "erp_customers", [{"customer_code": f"E{i:03d}", "name": p["name"],
                                 "phone": p["phone"]} for i, p in enumerate(people)], NIGHT)
+
+
+def test_a_follower_known_only_by_a_reps_remark_joins_the_crm_customer(wh):
+    population(wh)
+    land(wh, "crm_customers", [
+        {"customer_code": "KH7", "name": "欧阳娜娜", "gender": "女", "city": "广州"}], NIGHT)
     land(wh, "wechat_followers", [
         {"openid": "o7", "nickname": "快乐每一天", "remark": "欧阳娜娜 李雷客户", "gender": "2",
          "city": "广州"},
@@ -161,3 +165,19 @@ def test_a_follower_known_only_by_a_reps_remark_joins_the_crm_customer(wh):
     ids = resolve(wh)
     assert ids["crm:KH7"] == ids["wechat:o7"]
     assert ids["wechat:o8"] not in (ids["crm:KH7"], ids["wechat:o7"])  # a nickname is no evidence
+
+
+def test_a_record_whose_name_and_city_fit_two_customers_joins_neither(wh):
+    population(wh)
+    land(wh, "crm_customers", [
+        {"customer_code": "KH8", "name": "徐蕾梦", "gender": "女", "city": "上海",
+         "phone": "13811112222", "birth_date": "1990-01-02"},
+        {"customer_code": "KH9", "name": "徐蕾梦", "gender": "女", "city": "上海",
+         "phone": "13933334444", "birth_date": "1985-07-08"},
+    ], NIGHT)
+    land(wh, "erp_customers", [
+        {"customer_code": "C9", "name": "徐蕾梦", "address": "上海市黄浦区南京东路1号"}], NIGHT)
+    ids = resolve(wh)
+    assert len({ids["crm:KH8"], ids["crm:KH9"], ids["erp:C9"]}) == 3
+    reasons = {r[0] for r in wh.execute("SELECT conflict FROM identity.rejected_links").fetchall()}
+    assert "name and city fit several customers" in reasons

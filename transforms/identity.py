@@ -150,11 +150,16 @@ def build_links(con, hub_max_distinct_names: int, hub_max_records: int) -> dict[
     }
 
 
+# Comparisons that corroborate a name; a link without any of them rests on name, gender and city.
+_CORROBORATING = "address|birth_date|phone|email"
+
+
 def add_probabilistic_links(con) -> dict[str, int]:
     """Append Splink's links (identity.probabilistic_links) that no strong key already made,
     unless they would join two groups of records (as the strong keys grouped them) that
-    contradict each other: two different mobile numbers, birth dates or genders. Those links
-    are kept, with the reason, in identity.rejected_links."""
+    contradict each other: two different mobile numbers, birth dates or genders; or when a
+    link resting on name, gender and city alone starts at a record that fits several groups
+    that way. Those links are kept, with the reason, in identity.rejected_links."""
     n = fetch_scalar(con, "SELECT count(*) FROM identity.source_records") or 0
     strong = con.sql("SELECT left_record, right_record FROM identity.record_links").arrow().read_all()
     labels = components(n, strong.column("left_record").to_numpy(),
@@ -190,6 +195,24 @@ def add_probabilistic_links(con) -> dict[str, int]:
                    CASE WHEN len(ga) > 0 AND len(gb) > 0 AND NOT list_has_any(ga, gb)
                         THEN 'different genders' END) AS conflict
         FROM p"""
+    )
+    # Ambiguity: a record that fits several customers on name, gender and city alone (two
+    # 徐蕾梦 in 上海) cannot say which one it belongs to, so it links to none of them that way.
+    weak = f"NOT regexp_matches(evidence, '{_CORROBORATING}')"
+    con.execute(
+        f"""CREATE OR REPLACE TEMP TABLE _ambiguous AS
+        WITH ends AS (SELECT left_record AS record_id, right_record AS other
+                      FROM _candidate_links WHERE {weak}
+                      UNION ALL
+                      SELECT right_record, left_record FROM _candidate_links WHERE {weak})
+        SELECT e.record_id FROM ends e JOIN _strong_groups g ON g.record_id = e.other
+        GROUP BY e.record_id HAVING count(DISTINCT g.grp) > 1"""
+    )
+    con.execute(
+        f"""UPDATE _candidate_links
+        SET conflict = concat_ws(', ', nullif(conflict, ''), 'name and city fit several customers')
+        WHERE {weak} AND (left_record IN (SELECT record_id FROM _ambiguous)
+                          OR right_record IN (SELECT record_id FROM _ambiguous))"""
     )
     con.execute("""CREATE OR REPLACE TABLE identity.rejected_links AS
         SELECT * FROM _candidate_links WHERE conflict <> ''""")
