@@ -51,6 +51,19 @@ def test_switchboard_phone_does_not_merge_unrelated_people(wh):
         ("+864008208888", 3, "too many distinct names")]
 
 
+def test_an_office_landline_under_two_names_does_not_merge_them(wh):
+    land(wh, "crm_customers", [
+        {"customer_code": "KH1", "name": "丁军斌", "phone": "020-6612 6666"}], "2026-11-20 02:00:00")
+    land(wh, "erp_customers", [
+        {"customer_code": "C1", "name": "Cai Hui", "phone": "(020)66126666"},
+        {"customer_code": "C2", "name": "Ding Junbin", "phone": "13700001111"},
+    ], "2026-11-20 02:00:00")
+    ids = resolve(wh, "r1")
+    assert ids["crm:KH1"] != ids["erp:C1"]
+    assert wh.execute("SELECT key_value, reason FROM identity.hub_keys").fetchall() == [
+        ("+862066126666", "a landline under different names")]
+
+
 def test_two_names_on_one_number_in_one_source_do_not_merge(wh):
     land(wh, "crm_customers", [
         {"customer_code": "KH1", "name": "王芳", "phone": "13900001111"},

@@ -36,6 +36,7 @@ def test_pinyin_readings_of_surnames_and_folding():
     assert han_name_pinyin("欧阳娜娜") == ("ouyang", "nana")
     assert han_name_pinyin("吕芳") == ("lv", "fang")
     assert fold("LYU Fang") == fold("Lü Fang") == "lvfang"
+    assert fold("Lin Yueyi") == fold("linyueyi") == "linyueyi"  # lin-yue, not lü
 
 
 def test_han_name_meets_pinyin_name_without_any_shared_key(wh):

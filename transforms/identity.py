@@ -130,10 +130,15 @@ def build_links(con, hub_max_distinct_names: int, hub_max_records: int) -> dict[
         SELECT key_type, key_value, records, distinct_names, names,
                CASE WHEN distinct_names > $max_names THEN 'too many distinct names'
                     WHEN max_names_in_one_source > 1 THEN 'different names in one source'
-                    ELSE 'too many records' END AS reason
+                    WHEN records > $max_records THEN 'too many records'
+                    ELSE 'a landline under different names' END AS reason
         FROM per_key JOIN per_source USING (key_type, key_value)
         WHERE distinct_names > $max_names OR max_names_in_one_source > 1
-              OR records > $max_records""",
+              OR records > $max_records
+              -- an office or shop line: two names on it are two people (a shared mobile is
+              -- more often one person's, entered twice with a name variant)
+              OR (key_type = 'phone' AND distinct_names > 1
+                  AND NOT regexp_full_match(key_value, '[+]861[3-9][0-9]{9}'))""",
         {"max_names": hub_max_distinct_names, "max_records": hub_max_records},
     )
     con.execute(
@@ -158,8 +163,9 @@ def add_probabilistic_links(con) -> dict[str, int]:
     """Append Splink's links (identity.probabilistic_links) that no strong key already made,
     unless they would join two groups of records (as the strong keys grouped them) that
     contradict each other: two different mobile numbers, birth dates or genders; or when a
-    link resting on name, gender and city alone starts at a record that fits several groups
-    that way. Those links are kept, with the reason, in identity.rejected_links."""
+    link resting on name, gender and city alone starts at a record that fits, that way, two
+    groups with no link between them. Rejected links are kept, with the reason, in
+    identity.rejected_links."""
     n = fetch_scalar(con, "SELECT count(*) FROM identity.source_records") or 0
     strong = con.sql("SELECT left_record, right_record FROM identity.record_links").arrow().read_all()
     labels = components(n, strong.column("left_record").to_numpy(),
@@ -196,17 +202,23 @@ def add_probabilistic_links(con) -> dict[str, int]:
                         THEN 'different genders' END) AS conflict
         FROM p"""
     )
-    # Ambiguity: a record that fits several customers on name, gender and city alone (two
-    # 徐蕾梦 in 上海) cannot say which one it belongs to, so it links to none of them that way.
+    # Ambiguity: a record that fits, on name, gender and city alone, two groups that nothing
+    # joins to each other (two 徐蕾梦 in 上海 with different birth dates) cannot say which one
+    # it belongs to, so it joins neither that way.
     weak = f"NOT regexp_matches(evidence, '{_CORROBORATING}')"
     con.execute(
         f"""CREATE OR REPLACE TEMP TABLE _ambiguous AS
         WITH ends AS (SELECT left_record AS record_id, right_record AS other
                       FROM _candidate_links WHERE {weak}
                       UNION ALL
-                      SELECT right_record, left_record FROM _candidate_links WHERE {weak})
-        SELECT e.record_id FROM ends e JOIN _strong_groups g ON g.record_id = e.other
-        GROUP BY e.record_id HAVING count(DISTINCT g.grp) > 1"""
+                      SELECT right_record, left_record FROM _candidate_links WHERE {weak}),
+        partners AS (SELECT e.record_id, e.other, g.grp
+                     FROM ends e JOIN _strong_groups g ON g.record_id = e.other)
+        SELECT DISTINCT a.record_id
+        FROM partners a JOIN partners b
+          ON a.record_id = b.record_id AND a.other < b.other AND a.grp <> b.grp
+        ANTI JOIN (SELECT left_record, right_record FROM _candidate_links WHERE conflict = '') c
+          ON c.left_record = a.other AND c.right_record = b.other"""
     )
     con.execute(
         f"""UPDATE _candidate_links

@@ -88,8 +88,10 @@ def comparisons() -> list[dict]:
     address = {"output_column_name": "address", "comparison_levels": [
         _null("address_key_l IS NULL OR address_key_r IS NULL"),
         _level("address_key_l = address_key_r", "exact", m_probability=0.6),
-        _level("jaro_winkler_similarity(address_key_l, address_key_r) >= 0.9", "similar",
-               m_probability=0.2),
+        # a typo, not another door on the same street: the house numbers must agree
+        _level("jaro_winkler_similarity(address_key_l, address_key_r) >= 0.9 AND "
+               "regexp_extract_all(address_key_l, '[0-9]+') = "
+               "regexp_extract_all(address_key_r, '[0-9]+')", "similar", m_probability=0.2),
         _else(0.2)]}
     # Fixed m: the labelled pairs are joined by phone / email, so they cannot teach these.
     phone = {"output_column_name": "phone", "comparison_levels": [

@@ -106,8 +106,10 @@ def register_normalizers(con, nullish: list[str] | None = None, timezone: str = 
                 THEN '+{cc}' || right(_d, 11) END)[1]""",
         """province_key(s) AS lower(regexp_replace(clean(s), '[\\s\\-_]', '', 'g'))""",
         # Pinyin and Latin names for matching: letters only, ü as v (see transforms.pinyin.fold).
-        """fold_letters(s) AS replace(replace(regexp_replace(replace(replace(lower(s), 'ü', 'v'),
-            'u:', 'v'), '[^a-z]', '', 'g'), 'lyu', 'lv'), 'nyu', 'nv')""",
+        # Lyu / Nyu spell lü / nü only at the start of a word: linyue is lin-yue, not linve.
+        """fold_letters(s) AS regexp_replace(regexp_replace(
+            replace(replace(lower(s), 'ü', 'v'), 'u:', 'v'), '(^|[^a-z])([ln])yu', '\\1\\2v', 'g'),
+            '[^a-z]', '', 'g')""",
         # Addresses: the province / city prefix some systems add (广东省广州市天河区… vs 天河区…).
         f"""address_city(s) AS nullif(regexp_extract(clean(s), '{_ADDRESS_PREFIX}', 2), '')""",
         f"""address_street(s) AS nullif(regexp_replace(clean(s), '{_ADDRESS_PREFIX}', ''), '')""",

@@ -9,6 +9,8 @@ stop a match.
 
 from __future__ import annotations
 
+import re
+
 import pyarrow as pa
 from pypinyin import Style, lazy_pinyin
 
@@ -55,10 +57,11 @@ NOT_A_NAME = "(客户|会员|朋友|同事|同学|老师|老板|经理|总监|�
 
 
 def fold(text: str) -> str:
-    """Letters only, lower case, ü written v (lyu / lü / lu: → lv)."""
+    """Letters only, lower case, ü written v (Lyu / Lü / lu: → lv). Lyu and Nyu spell lü / nü
+    only at the start of a word: Lin Yue is lin-yue, not linve."""
     text = text.lower().replace("ü", "v").replace("u:", "v")
-    letters = "".join(c for c in text if "a" <= c <= "z")
-    return letters.replace("lyu", "lv").replace("nyu", "nv")
+    text = re.sub(r"(^|[^a-z])([ln])yu", r"\1\2v", text)
+    return "".join(c for c in text if "a" <= c <= "z")
 
 
 def split_surname(name: str) -> tuple[str, str]:
