@@ -1,11 +1,12 @@
 """Feature assets: one row per customer as of the snapshot date."""
 
 
-from dagster import MaterializeResult, MetadataValue, asset
+from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, asset
 
 from assets._metadata import table_metadata
 from pipelines.resources import Warehouse
 from transforms.features import build_features
+from transforms.predict import build_predictions
 
 
 @asset(group_name="features", kinds={"duckdb"}, deps=["core_customers", "core_facts"],
@@ -20,4 +21,24 @@ def customer_features(warehouse: Warehouse) -> MaterializeResult:
                              GROUP BY ALL ORDER BY 2 DESC""").fetchall()
     meta["snapshot_date"] = MetadataValue.text(snapshot.isoformat())
     meta["rfm_segments"] = MetadataValue.json(dict(rfm))
+    return MaterializeResult(metadata=meta)
+
+
+@asset(group_name="features", kinds={"duckdb", "sklearn"}, deps=["customer_features"],
+       description="features.customer_predictions: churn probability (no purchase in the next "
+                   "90 days) and predicted net spend in the next 365 days, from gradient "
+                   "boosting trained on features as of past cutoffs; NULL when history is short.")
+def customer_predictions(context: AssetExecutionContext, warehouse: Warehouse) -> MaterializeResult:
+    cfg = warehouse.config
+    snapshot = cfg.resolved_snapshot_date()
+    with warehouse.connect() as con:
+        reports = build_predictions(con, snapshot, cfg.models, cfg.models_dir, context.run_id)
+        meta = table_metadata(con, "features.customer_predictions")
+    for r in reports:
+        if not r.trained:
+            context.log.warning(f"{r.name} model not trained: {r.reason}; its column is NULL")
+        meta[f"{r.name}/trained"] = MetadataValue.bool(r.trained)
+        meta[f"{r.name}/detail"] = MetadataValue.json(r.as_dict())
+        for name, value in r.metrics.items():
+            meta[f"{r.name}/{name}"] = MetadataValue.float(value)
     return MaterializeResult(metadata=meta)

@@ -54,7 +54,8 @@ def customer_segments(warehouse: Warehouse) -> MaterializeResult:
 
 
 @asset(group_name="profile", kinds={"duckdb"},
-       deps=["core_customers", "customer_features", "customer_tags", "customer_segments"],
+       deps=["core_customers", "customer_features", "customer_predictions", "customer_tags",
+             "customer_segments"],
        description="profile.customer_profile: one row per customer with golden fields, "
                    "features, segment and tags.",
        check_specs=[AssetCheckSpec("one_row_per_customer", asset="customer_profile",

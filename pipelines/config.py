@@ -136,6 +136,16 @@ class SegmentConfig(_Strict):
     seed: int = 0
 
 
+class ModelsConfig(_Strict):
+    """Churn and CLV models (transforms/predict.py): trained on past cutoffs, newest = holdout."""
+
+    cutoffs: int = Field(3, ge=2)  # past cutoffs per model
+    cutoff_step_days: int = Field(90, ge=7)
+    min_history_days: int = Field(180, ge=0)  # orders needed before a cutoff
+    max_training_rows: int = Field(200_000, ge=1_000)
+    seed: int = 0
+
+
 class ProfilesConfig(_Strict):
     landing_root: Path = Path("data/sample")
     tag_rules: Path = Path("tag_rules")  # folder of tag rule YAML files
@@ -147,6 +157,7 @@ class ProfilesConfig(_Strict):
     identity: IdentityConfig = IdentityConfig()
     survivorship: SurvivorshipConfig = SurvivorshipConfig()
     segments: SegmentConfig = SegmentConfig()
+    models: ModelsConfig = ModelsConfig()
     sources: dict[str, SourceConfig]
 
     # Set by load_config: where the file is, to resolve relative paths.

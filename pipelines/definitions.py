@@ -17,7 +17,7 @@ from dagster import (
 )
 
 from assets.core import core_customers, core_facts
-from assets.features import customer_features
+from assets.features import customer_features, customer_predictions
 from assets.identity import customer_identity
 from assets.marts import marts, parquet_exports
 from assets.profile import customer_profile, customer_segments, customer_tags
@@ -30,7 +30,8 @@ from transforms.tags import load_rules, validate_rules
 
 ALL_ASSETS = [
     *raw_assets, *staging_assets, customer_identity, core_customers, core_facts,
-    customer_features, customer_tags, customer_segments, customer_profile, marts, parquet_exports,
+    customer_features, customer_predictions, customer_tags, customer_segments, customer_profile,
+    marts, parquet_exports,
 ]
 
 # One process runs every step: DuckDB allows a single writer to the warehouse file.

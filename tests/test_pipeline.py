@@ -1,12 +1,15 @@
 """The whole asset graph, materialised by Dagster on the hand-made exports (real DuckDB, real
 Dagster run, real scikit-learn), then again with a new export file landed in between."""
 
+import datetime as dt
+
 import duckdb
 import polars as pl
 import pytest
 from handmade import write_exports
 
 from pipelines.definitions import build_definitions
+from transforms.predict import cutoffs_for
 
 NEW_CRM = "客户编号,客户名称,手机,邮箱,性别,出生日期,省份,城市,地址,行业,客户来源,客户阶段,负责人,创建时间\n" \
           "KH010,周杰,13600136000,zj@qq.com,男,1992-02-02,浙江,杭州,,IT/互联网,官网,线索,李雷,2026-11-21\n" \
@@ -125,6 +128,9 @@ def test_profile_one_row_per_customer_with_tags_and_segment(wh):
     assert zhang[:4] == ("张伟", "+8613800138000", "zw@qq.com", ["crm", "erp", "wechat"])
     assert (zhang[4], float(zhang[5]), zhang[6]) == (3, 398 + 1299 + 159, "美妆")
     assert "华南" in zhang[7]
+    # Five hand-made customers and a few weeks of orders: too little to learn churn or CLV.
+    assert wh.execute("""SELECT count(churn_probability), count(predicted_clv_365d)
+                         FROM profile.customer_profile""").fetchall() == [(0, 0)]
     assert wh.execute("SELECT count(*) FROM core.unmatched_facts WHERE source_key = 'C999'"
                       ).fetchall() == [(1,)]
 
@@ -137,3 +143,19 @@ def test_parquet_export_reads_back(built):
     hive = duckdb.sql(f"""SELECT snapshot_date, count(*) FROM read_parquet(
         '{built['root']}/exports/profile/*/data.parquet', hive_partitioning = true) GROUP BY 1""")
     assert [(str(d), n) for d, n in hive.fetchall()] == [("2026-11-20", 6)]
+
+
+def test_models_say_why_they_were_not_trained(built):
+    [event] = [e for e in built["first"].get_asset_materialization_events()
+               if e.asset_key.to_user_string() == "customer_predictions"]
+    meta = event.materialization.metadata
+    assert meta["churn/trained"].value is False
+    assert meta["churn/detail"].value["reason"].startswith("too few labels: churned/stayed")
+
+
+def test_cutoffs_keep_a_future_horizon_and_a_past():
+    snapshot = dt.date(2026, 11, 20)
+    assert cutoffs_for(snapshot, dt.date(2024, 1, 1), 90, 3, 90, 180) == [
+        dt.date(2026, 8, 22), dt.date(2026, 5, 24), dt.date(2026, 2, 23)]
+    assert cutoffs_for(snapshot, dt.date(2026, 1, 1), 90, 3, 90, 180) == [dt.date(2026, 8, 22)]
+    assert cutoffs_for(snapshot, None, 90, 3, 90, 180) == []

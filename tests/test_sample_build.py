@@ -95,6 +95,22 @@ def test_identity_meets_its_targets_on_the_sample(sample_build):
     assert meta["probabilistic_links"] > 100
 
 
+def test_churn_model_beats_recency_alone_and_clv_is_predicted(sample_build):
+    """Trained on features as of past cutoffs, judged on the newest cutoff's real outcome."""
+    _, con, result = sample_build
+    [event] = [e for e in result.get_asset_materialization_events()
+               if e.asset_key.to_user_string() == "customer_predictions"]
+    meta = {k: v.value for k, v in event.materialization.metadata.items()}
+    assert meta["churn/trained"] and meta["clv/trained"]
+    assert meta["churn/holdout_auc"] > meta["churn/recency_only_auc"]
+    assert meta["clv/holdout_mae"] < meta["clv/holdout_mean_spend"]
+    buyers, scored, bounded = con.execute(
+        """SELECT count(*) FILTER (WHERE orders_lifetime > 0), count(churn_probability),
+                  bool_and(churn_probability BETWEEN 0 AND 1 AND predicted_clv_365d >= 0)
+           FROM profile.customer_profile""").fetchall()[0]
+    assert buyers == scored and bounded
+
+
 def test_parquet_export_matches_the_profile(sample_build):
     root, con, _ = sample_build
     exported = pl.read_parquet(next((root / "exports" / "profile").glob("snapshot_date=*"))

@@ -70,11 +70,12 @@ FEATURES: dict[str, tuple[str, str]] = {
 }
 
 
-def build_features(con, snapshot: dt.date) -> int:
-    """features.customer_features as of ``snapshot`` (facts after it are ignored)."""
+def build_features(con, snapshot: dt.date, table: str = "features.customer_features") -> int:
+    """``table`` (features.customer_features) as of ``snapshot``: facts after it are ignored,
+    so the same code gives the features of a past cutoff for training models."""
     con.execute("CREATE SCHEMA IF NOT EXISTS features")
     con.execute(
-        """CREATE OR REPLACE TABLE features.customer_features AS
+        f"""CREATE OR REPLACE TABLE {table} AS
         WITH params AS (SELECT $snap::DATE AS snap, ($snap::DATE + 1)::TIMESTAMP AS cutoff),
         lines AS (
             SELECT l.* FROM core.order_lines l, params
@@ -214,6 +215,5 @@ def build_features(con, snapshot: dt.date) -> int:
         {"snap": snapshot},
     )
     order = ", ".join(["customer_id", *FEATURES])
-    con.execute(f"CREATE OR REPLACE TABLE features.customer_features AS "
-                f"SELECT {order} FROM features.customer_features")
-    return fetch_scalar(con, "SELECT count(*) FROM features.customer_features")
+    con.execute(f"CREATE OR REPLACE TABLE {table} AS SELECT {order} FROM {table}")
+    return fetch_scalar(con, f"SELECT count(*) FROM {table}")

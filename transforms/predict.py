@@ -1,0 +1,221 @@
+"""Churn risk and customer lifetime value, learned from the customers' own history.
+
+Labels come from what happened after past cutoffs, never from hand-set rules:
+
+- churn: a buyer at the cutoff makes no purchase in the next 90 days;
+- CLV: net spend (refunds netted, floored at 0) in the next 365 days.
+
+Features are computed *as of* each cutoff by the same code as today's features
+(``build_features(con, cutoff, table)``), so nothing after a cutoff leaks into its row. The
+latest cutoff of each model is its holdout; earlier cutoffs train it (scikit-learn histogram
+gradient boosting). Today's features are then scored. When the history is too short for a
+cutoff with both a past and a future, or the labels are too few, the model is not trained,
+the reason is reported and the columns stay NULL: no invented numbers.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import joblib
+import numpy as np
+import pyarrow as pa
+import sklearn
+from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
+from sklearn.metrics import mean_absolute_error, roc_auc_score
+
+from transforms.features import build_features
+
+CHURN_HORIZON_DAYS = 90
+CLV_HORIZON_DAYS = 365
+# Time-windowed facts only: current states (CRM stage, subscription) would leak the future.
+MODEL_FEATURES = [
+    "recency_days", "days_since_first_order", "orders_30d", "orders_90d", "orders_365d",
+    "orders_lifetime", "spend_30d", "spend_90d", "spend_365d", "spend_lifetime",
+    "avg_order_value", "refund_lines", "mean_days_between_orders", "median_days_between_orders",
+    "night_order_share", "weekend_order_share", "wechat_mall_spend_share", "followups_90d",
+    "days_since_followup", "article_reads_30d", "article_reads_90d", "shares_30d", "shares_90d",
+    "tenure_days", "age",
+]
+# Documented like transforms.features.FEATURES (name: meaning, unit), for the data dictionary.
+PREDICTIONS: dict[str, tuple[str, str]] = {
+    "churn_probability": ("chance a buyer makes no purchase in the next 90 days (NULL: not a "
+                          "buyer, or the model could not be trained)", "probability"),
+    "predicted_clv_365d": ("predicted net spend in the next 365 days (NULL: model not trained)",
+                           "yuan"),
+}
+MIN_CLASS_ROWS = 30  # of each class (churned / stayed) in training and in the holdout
+MIN_CLV_ROWS = 200
+
+
+@dataclass
+class ModelReport:
+    name: str
+    trained: bool
+    reason: str = ""
+    cutoffs: list[str] = field(default_factory=list)
+    train_rows: int = 0
+    holdout_rows: int = 0
+    metrics: dict[str, float] = field(default_factory=dict)
+    model_path: str | None = None
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def cutoffs_for(snapshot: dt.date, first_fact: dt.date | None, horizon: int, count: int,
+                step: int, min_history: int) -> list[dt.date]:
+    """Past cutoffs, newest first, each with ``horizon`` days of future before the snapshot
+    and ``min_history`` days of past after the first fact."""
+    if first_fact is None:
+        return []
+    cutoffs = [snapshot - dt.timedelta(days=horizon + i * step) for i in range(count)]
+    return [c for c in cutoffs if (c - first_fact).days >= min_history]
+
+
+def _labelled(con, cutoff: dt.date, horizon: int, population: str) -> pa.Table:
+    """Features as of ``cutoff`` and what happened in the ``horizon`` days after it."""
+    build_features(con, cutoff, "features._asof")
+    return con.sql(
+        f"""WITH future AS (
+            SELECT customer_id,
+                   count(DISTINCT order_id) FILTER (WHERE NOT is_refund) AS purchases,
+                   sum(amount) AS net_spend
+            FROM core.order_lines
+            WHERE customer_id IS NOT NULL
+              AND ordered_at >= $start AND ordered_at < $end
+            GROUP BY customer_id)
+        SELECT $cutoff::DATE AS cutoff, f.customer_id, {', '.join(MODEL_FEATURES)},
+               coalesce(u.purchases, 0) = 0 AS churned,
+               greatest(coalesce(u.net_spend, 0), 0)::DOUBLE AS future_spend
+        FROM features._asof f LEFT JOIN future u USING (customer_id)
+        WHERE {population}""",
+        params={"cutoff": cutoff, "start": cutoff + dt.timedelta(days=1),
+                "end": cutoff + dt.timedelta(days=horizon + 1)},
+    ).arrow().read_all()
+
+
+def _matrix(table: pa.Table) -> np.ndarray:
+    return np.column_stack([table.column(c).to_numpy(zero_copy_only=False).astype(float)
+                            for c in MODEL_FEATURES])
+
+
+def _history(con, snapshot: dt.date, horizon: int, population: str, cfg) -> tuple[
+        list[dt.date], pa.Table | None, pa.Table | None, str]:
+    first = con.execute("SELECT min(ordered_at)::DATE FROM core.order_lines "
+                        "WHERE customer_id IS NOT NULL").fetchall()[0][0]
+    cutoffs = cutoffs_for(snapshot, first, horizon, cfg.cutoffs, cfg.cutoff_step_days,
+                          cfg.min_history_days)
+    if len(cutoffs) < 2:
+        return cutoffs, None, None, (
+            f"history too short: needs two cutoffs {horizon} days before the snapshot with "
+            f"{cfg.min_history_days} days of orders behind them (orders from {first}, "
+            f"snapshot {snapshot})")
+    holdout = _labelled(con, cutoffs[0], horizon, population)
+    train = pa.concat_tables([_labelled(con, c, horizon, population) for c in cutoffs[1:]])
+    if train.num_rows > cfg.max_training_rows:  # a bounded sample fits in memory at any size
+        rng = np.random.default_rng(cfg.seed)
+        train = train.take(np.sort(rng.choice(train.num_rows, cfg.max_training_rows,
+                                              replace=False)))
+    return cutoffs, train, holdout, ""
+
+
+def train_churn(con, snapshot: dt.date, cfg) -> tuple[ModelReport, object | None]:
+    report = ModelReport("churn", False)
+    cutoffs, train, holdout, reason = _history(
+        con, snapshot, CHURN_HORIZON_DAYS, "orders_lifetime > 0", cfg)
+    report.cutoffs = [c.isoformat() for c in cutoffs]
+    if reason:
+        report.reason = reason
+        return report, None
+    y_train = train.column("churned").to_numpy(zero_copy_only=False).astype(int)
+    y_test = holdout.column("churned").to_numpy(zero_copy_only=False).astype(int)
+    counts = [int(y.sum()) for y in (y_train, y_test)] + [int((1 - y).sum()) for y in (y_train, y_test)]
+    if min(counts) < MIN_CLASS_ROWS:
+        report.reason = (f"too few labels: churned/stayed in training {counts[0]}/{counts[2]}, "
+                         f"in the holdout {counts[1]}/{counts[3]} (at least {MIN_CLASS_ROWS} each)")
+        return report, None
+    model = HistGradientBoostingClassifier(max_iter=200, learning_rate=0.08,
+                                           random_state=cfg.seed)
+    model.fit(_matrix(train), y_train)
+    scores = model.predict_proba(_matrix(holdout))[:, 1]
+    recency = holdout.column("recency_days").to_numpy(zero_copy_only=False).astype(float)
+    report.trained = True
+    report.train_rows, report.holdout_rows = train.num_rows, holdout.num_rows
+    report.metrics = {
+        "holdout_auc": round(float(roc_auc_score(y_test, scores)), 4),
+        "recency_only_auc": round(float(roc_auc_score(y_test, np.nan_to_num(recency))), 4),
+        "holdout_churn_rate": round(float(y_test.mean()), 4),
+    }
+    return report, model
+
+
+def train_clv(con, snapshot: dt.date, cfg) -> tuple[ModelReport, object | None]:
+    report = ModelReport("clv", False)
+    cutoffs, train, holdout, reason = _history(
+        con, snapshot, CLV_HORIZON_DAYS, "tenure_days >= 0", cfg)
+    report.cutoffs = [c.isoformat() for c in cutoffs]
+    if reason:
+        report.reason = reason
+        return report, None
+    if min(train.num_rows, holdout.num_rows) < MIN_CLV_ROWS:
+        report.reason = (f"too few customers: {train.num_rows} in training, "
+                         f"{holdout.num_rows} in the holdout (at least {MIN_CLV_ROWS} each)")
+        return report, None
+    y_train = train.column("future_spend").to_numpy()
+    y_test = holdout.column("future_spend").to_numpy()
+    model = HistGradientBoostingRegressor(loss="poisson", max_iter=200, learning_rate=0.08,
+                                          random_state=cfg.seed)
+    model.fit(_matrix(train), y_train)
+    predicted = model.predict(_matrix(holdout))
+    last_year = np.clip(holdout.column("spend_365d").to_numpy(zero_copy_only=False)
+                        .astype(float), 0, None)
+    report.trained = True
+    report.train_rows, report.holdout_rows = train.num_rows, holdout.num_rows
+    report.metrics = {
+        "holdout_mae": round(float(mean_absolute_error(y_test, predicted)), 2),
+        "last_year_spend_mae": round(float(mean_absolute_error(y_test, last_year)), 2),
+        "holdout_mean_spend": round(float(y_test.mean()), 2),
+    }
+    return report, model
+
+
+def save_model(model, report: ModelReport, models_dir: Path | None, run_id: str) -> None:
+    if models_dir is None or model is None:
+        return
+    models_dir.mkdir(parents=True, exist_ok=True)
+    path = models_dir / f"{report.name}.joblib"
+    joblib.dump({"model": model, "features": MODEL_FEATURES, "run_id": run_id,
+                 "sklearn": sklearn.__version__, "report": report.as_dict()}, path)
+    report.model_path = str(path)
+    (models_dir / f"{report.name}.json").write_text(json.dumps(report.as_dict(), indent=2))
+
+
+def build_predictions(con, snapshot: dt.date, cfg, models_dir: Path | None = None,
+                      run_id: str = "") -> list[ModelReport]:
+    """features.customer_predictions(customer_id, churn_probability, predicted_clv_365d)."""
+    churn, churn_model = train_churn(con, snapshot, cfg)
+    clv, clv_model = train_clv(con, snapshot, cfg)
+    con.execute("DROP TABLE IF EXISTS features._asof")
+    today = con.sql(f"SELECT customer_id, {', '.join(MODEL_FEATURES)} "
+                    "FROM features.customer_features ORDER BY customer_id").arrow().read_all()
+    x = _matrix(today) if today.num_rows else np.empty((0, len(MODEL_FEATURES)))
+    buyer = today.column("orders_lifetime").to_numpy(zero_copy_only=False) > 0
+    churn_p = np.full(today.num_rows, np.nan)
+    if churn_model is not None and buyer.any():
+        churn_p[buyer] = churn_model.predict_proba(x[buyer])[:, 1]
+    clv_v = clv_model.predict(x) if clv_model is not None and len(x) else np.full(len(x), np.nan)
+    con.register("_predictions", pa.table({
+        "customer_id": today.column("customer_id"),
+        "churn_probability": pa.array(np.round(churn_p, 4), from_pandas=True),
+        "predicted_clv_365d": pa.array(np.round(clv_v, 2), from_pandas=True),
+    }))
+    con.execute("CREATE OR REPLACE TABLE features.customer_predictions AS "
+                "SELECT * FROM _predictions")
+    con.unregister("_predictions")
+    for report, model in ((churn, churn_model), (clv, clv_model)):
+        save_model(model, report, models_dir, run_id)
+    return [churn, clv]
