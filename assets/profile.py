@@ -35,13 +35,15 @@ def customer_tags(context: AssetExecutionContext, warehouse: Warehouse) -> Mater
 
 
 @asset(group_name="profile", kinds={"duckdb", "sklearn"}, deps=["customer_features"],
-       description="profile.customer_segments: KMeans segments with persona names; "
+       description="profile.customer_segments: KMeans segments (k by silhouette, ids carried "
+                   "from the previous run's centroids) with persona names; "
                    "marts.segment_summary with size and feature means per segment.")
 def customer_segments(warehouse: Warehouse) -> MaterializeResult:
     cfg = warehouse.config
     with warehouse.connect() as con:
-        result = build_segments(con, cfg.segments.k, cfg.segments.sample_size, cfg.segments.seed,
-                                cfg.models_dir, cfg.resolved_snapshot_date().isoformat())
+        result = build_segments(con, (cfg.segments.k_min, cfg.segments.k_max),
+                                cfg.segments.sample_size, cfg.segments.seed, cfg.models_dir,
+                                cfg.resolved_snapshot_date().isoformat())
         meta = table_metadata(con, "marts.segment_summary", preview_rows=20)
     meta.update({
         "k": MetadataValue.int(result.k),

@@ -131,7 +131,16 @@ class SurvivorshipConfig(_Strict):
 
 
 class SegmentConfig(_Strict):
-    k: int = Field(5, ge=2)
+    # k is chosen by silhouette within [k_min, k_max] on the first run, then kept (stable ids);
+    # delete data/models/segments_latest.joblib to choose again.
+    k_min: int = Field(3, ge=2)
+    k_max: int = Field(8, ge=2)
+
+    @model_validator(mode="after")
+    def _range(self) -> SegmentConfig:
+        if self.k_min > self.k_max:
+            raise ValueError(f"k_min ({self.k_min}) is above k_max ({self.k_max})")
+        return self
     sample_size: int = Field(50_000, ge=100)
     seed: int = 0
 

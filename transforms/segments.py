@@ -1,9 +1,11 @@
 """Customer segments: KMeans on standardised, log-transformed value and behaviour features.
 
 Fitted on a bounded sample, applied to every customer in Arrow batches, so memory stays flat
-as the customer count grows. Segment ids are ordered by mean 365-day spend (1 = most valuable)
-so they do not depend on KMeans' arbitrary label order; each gets a persona name from its
-centroid (e.g. 高价值·高频·近期活跃).
+as the customer count grows. The first run picks k by silhouette within the configured range
+and numbers segments by mean 365-day spend (1 = most valuable); every later run starts KMeans
+from the previous run's centroids and gives each cluster the id of the previous centroid it
+matches, so ids mean the same thing from night to night. Each segment gets a persona name from
+its centroid (e.g. 高价值·高频·近期活跃).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import joblib
 import numpy as np
 import pyarrow as pa
 import sklearn
+from scipy.optimize import linear_sum_assignment
 from sklearn.cluster import KMeans
 from sklearn.metrics import silhouette_score
 from sklearn.preprocessing import StandardScaler
@@ -30,6 +33,7 @@ SEGMENT_FEATURES = [
     ("ln(1 + shares_90d)", "log_shares_90d"),
 ]
 _BATCH = 200_000
+LATEST_MODEL = "segments_latest.joblib"
 
 
 @dataclass
@@ -62,30 +66,80 @@ def _persona(center: dict[str, float], overall: dict[str, float]) -> str:
     return f"{value}·{frequency}{active}{social}"
 
 
-def build_segments(con, k: int, sample_size: int, seed: int, models_dir: Path | None,
-                   snapshot: str) -> SegmentResult:
+def _choose_k(x: np.ndarray, k_range: tuple[int, int], seed: int) -> tuple[KMeans, float | None]:
+    """The k in range with the best silhouette (on at most 10,000 sampled points)."""
+    best: tuple[float, KMeans] | None = None
+    sil_x = x[:10_000]
+    for k in range(k_range[0], min(k_range[1], len(np.unique(x, axis=0))) + 1):
+        model = KMeans(n_clusters=k, n_init=10, random_state=seed).fit(x)
+        labels = model.predict(sil_x)
+        if len(set(labels)) < 2:
+            continue
+        score = float(silhouette_score(sil_x, labels))
+        if best is None or score > best[0]:
+            best = (score, model)
+    if best is None:  # every point alike: one cluster is all there is
+        return KMeans(n_clusters=1, n_init=1, random_state=seed).fit(x), None
+    return best[1], best[0]
+
+
+def _previous(models_dir: Path | None) -> dict | None:
+    path = models_dir / LATEST_MODEL if models_dir else None
+    if path is None or not path.exists():
+        return None
+    prev = joblib.load(path)
+    return prev if prev.get("features") == SEGMENT_FEATURES else None
+
+
+def _carry_ids(centers: np.ndarray, prev: dict | None, scaler: StandardScaler,
+               spend_rank: list[int]) -> dict[int, int]:
+    """cluster → segment id. With a previous model, each cluster takes the id of the previous
+    centroid nearest to it (one-to-one, Hungarian); new clusters get new ids. Without one, ids
+    follow mean 365-day spend (1 = most valuable)."""
+    if prev is None:
+        return {cluster: rank for rank, cluster in enumerate(spend_rank, start=1)}
+    old = scaler.transform(prev["centers"])
+    cost = ((centers[:, None, :] - old[None, :, :]) ** 2).sum(axis=2)
+    rows, cols = linear_sum_assignment(cost)
+    ids = {int(r): int(prev["segment_ids"][c]) for r, c in zip(rows, cols, strict=True)}
+    fresh = iter(range(max(prev["segment_ids"]) + 1, max(prev["segment_ids"]) + 1 + len(centers)))
+    return {c: ids.get(c) or next(fresh) for c in spend_rank}
+
+
+def build_segments(con, k_range: tuple[int, int], sample_size: int, seed: int,
+                   models_dir: Path | None, snapshot: str) -> SegmentResult:
+    """profile.customer_segments and marts.segment_summary. The first run picks k by
+    silhouette; later runs start from the previous centroids (kept in models_dir), keep their
+    k and carry their segment ids, so "segment 3" means the same group tomorrow."""
     select = ", ".join(f"{expr} AS {name}" for expr, name in SEGMENT_FEATURES)
     n = fetch_scalar(con, "SELECT count(*) FROM features.customer_features") or 0
     con.execute("CREATE SCHEMA IF NOT EXISTS profile")
     con.execute("CREATE SCHEMA IF NOT EXISTS marts")
-    k = max(1, min(k, n))
-    if n < 2 or k < 2:
-        con.execute("""CREATE OR REPLACE TABLE profile.customer_segments AS
-            SELECT customer_id, 1 AS segment_id, '全部客户' AS segment_name
-            FROM features.customer_features""")
-        _summarise(con)
-        return SegmentResult(1, None, {1: n}, {1: "全部客户"}, None)
     sample = con.sql(
         f"SELECT {select} FROM features.customer_features "
         f"USING SAMPLE reservoir({sample_size} ROWS) REPEATABLE ({seed})"
     ).arrow().read_all()
     x_sample = _matrix(sample)
-    k = min(k, len(np.unique(x_sample, axis=0)))  # KMeans needs at least k distinct points
+    distinct = len(np.unique(x_sample, axis=0)) if n else 0
+    if distinct < 2:
+        con.execute("""CREATE OR REPLACE TABLE profile.customer_segments AS
+            SELECT customer_id, 1 AS segment_id, '全部客户' AS segment_name
+            FROM features.customer_features""")
+        _summarise(con)
+        return SegmentResult(1, None, {1: n}, {1: "全部客户"}, None)
     scaler = StandardScaler().fit(x_sample)
-    model = KMeans(n_clusters=k, n_init=10, random_state=seed).fit(scaler.transform(x_sample))
-    sil_n = min(len(x_sample), 10_000)
-    silhouette = (float(silhouette_score(scaler.transform(x_sample[:sil_n]), model.labels_[:sil_n]))
-                  if len(set(model.labels_[:sil_n])) > 1 else None)
+    x_scaled = scaler.transform(x_sample)
+    prev = _previous(models_dir)
+    if prev is not None and len(prev["centers"]) <= distinct:
+        init = scaler.transform(prev["centers"])
+        model = KMeans(n_clusters=len(init), init=init, n_init=1, random_state=seed).fit(x_scaled)
+        labels = model.predict(x_scaled[:10_000])
+        silhouette = (float(silhouette_score(x_scaled[:10_000], labels))
+                      if len(set(labels)) > 1 else None)
+    else:
+        prev = None
+        low, high = min(k_range[0], distinct), min(k_range[1], distinct)
+        model, silhouette = _choose_k(x_scaled, (max(low, 2), max(high, 2)), seed)
 
     labels, ids = [], []
     reader = con.sql(f"SELECT customer_id, {select} FROM features.customer_features"
@@ -106,12 +160,16 @@ def build_segments(con, k: int, sample_size: int, seed: int, models_dir: Path | 
     overall = dict(zip(["spend_365d", "orders_365d", "article_reads_90d"], con.execute(
         """SELECT avg(spend_365d)::DOUBLE, avg(orders_365d)::DOUBLE, avg(article_reads_90d)::DOUBLE
         FROM features.customer_features""").fetchall()[0], strict=True))
+    by_spend = [int(m[0]) for m in means]  # clusters no customer fell into come last
+    by_spend += [c for c in range(len(model.cluster_centers_)) if c not in by_spend]
+    segment_of = _carry_ids(model.cluster_centers_, prev, scaler, by_spend)
     names, order = {}, []
-    for segment_id, (cluster, spend, orders, recency, reads, _) in enumerate(means, start=1):
+    for cluster, spend, orders, recency, reads, _ in means:
         center = {"spend_365d": spend, "orders_365d": orders, "recency_days": recency,
                   "article_reads_90d": reads}
         name = _persona(center, overall)
         twins = sum(1 for n in names.values() if n.split("（")[0] == name)
+        segment_id = segment_of[int(cluster)]
         names[segment_id] = f"{name}（{twins + 1}）" if twins else name  # keep names unique
         order.append((int(cluster), segment_id, names[segment_id]))
     con.register("_segment_order", pa.table({
@@ -129,13 +187,16 @@ def build_segments(con, k: int, sample_size: int, seed: int, models_dir: Path | 
     model_path = None
     if models_dir is not None:
         models_dir.mkdir(parents=True, exist_ok=True)
+        saved = {"scaler": scaler, "model": model, "features": SEGMENT_FEATURES,
+                 "centers": scaler.inverse_transform(model.cluster_centers_),
+                 "segment_ids": [segment_of[c] for c in range(len(model.cluster_centers_))],
+                 "names": names, "sklearn_version": sklearn.__version__,
+                 "snapshot_date": snapshot}
         model_path = models_dir / f"segments_{snapshot}.joblib"
-        joblib.dump({"scaler": scaler, "model": model, "features": SEGMENT_FEATURES,
-                     "cluster_to_segment": {c: s for c, s, _ in order}, "names": names,
-                     "sklearn_version": sklearn.__version__, "snapshot_date": snapshot},
-                    model_path)
+        joblib.dump(saved, model_path)
+        joblib.dump(saved, models_dir / LATEST_MODEL)  # what the next run starts from
     _summarise(con)
-    return SegmentResult(k, silhouette, sizes, names, model_path)
+    return SegmentResult(len(model.cluster_centers_), silhouette, sizes, names, model_path)
 
 
 def _summarise(con) -> None:
