@@ -124,6 +124,21 @@ def cmd_score(args) -> int:
     return 0
 
 
+def cmd_explain(args) -> int:
+    from pipelines.resources import open_warehouse
+    from transforms.explain import explain, render
+
+    cfg = load_config(args.config)
+    rules = load_rules(cfg.tag_rules_dir)
+    con = open_warehouse(cfg, read_only=True)
+    try:
+        result = explain(con, args.customer_id.strip().upper(), rules)
+    finally:
+        con.close()
+    print(render(result))
+    return 0 if result.customer_id else 1
+
+
 def cmd_dev(args) -> int:
     os.environ.setdefault("DAGSTER_HOME", str(REPO_ROOT / ".dagster_home"))
     Path(os.environ["DAGSTER_HOME"]).mkdir(parents=True, exist_ok=True)
@@ -151,6 +166,9 @@ def main(argv: list[str] | None = None) -> int:
     score = sub.add_parser("score", help="pairwise precision / recall of identity resolution")
     score.add_argument("--truth", help="ground truth CSV (default: identity.ground_truth)")
     score.set_defaults(func=cmd_score)
+    explain_cmd = sub.add_parser("explain", help="why a customer carries each tag")
+    explain_cmd.add_argument("customer_id")
+    explain_cmd.set_defaults(func=cmd_explain)
     args = parser.parse_args(argv)
     try:
         return args.func(args)

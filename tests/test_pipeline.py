@@ -8,8 +8,11 @@ import polars as pl
 import pytest
 from handmade import write_exports
 
+from pipelines.config import REPO_ROOT
 from pipelines.definitions import build_definitions
+from transforms.explain import explain, render
 from transforms.predict import cutoffs_for
+from transforms.tags import load_rules
 
 NEW_CRM = "客户编号,客户名称,手机,邮箱,性别,出生日期,省份,城市,地址,行业,客户来源,客户阶段,负责人,创建时间\n" \
           "KH010,周杰,13600136000,zj@qq.com,男,1992-02-02,浙江,杭州,,IT/互联网,官网,线索,李雷,2026-11-21\n" \
@@ -159,3 +162,21 @@ def test_cutoffs_keep_a_future_horizon_and_a_past():
         dt.date(2026, 8, 22), dt.date(2026, 5, 24), dt.date(2026, 2, 23)]
     assert cutoffs_for(snapshot, dt.date(2026, 1, 1), 90, 3, 90, 180) == [dt.date(2026, 8, 22)]
     assert cutoffs_for(snapshot, None, 90, 3, 90, 180) == []
+
+
+def test_explain_shows_each_tag_with_its_rule_and_the_values_it_read(wh):
+    rules = load_rules(REPO_ROOT / "tag_rules")
+    zhang = wh.execute("SELECT customer_id FROM profile.customer_profile WHERE name = '张伟'"
+                       ).fetchall()[0][0]
+    e = explain(wh, zhang, rules)
+    carried = {o.tag_id: o for o in e.carried}
+    assert carried["region_south"].values == {"province": "广东省"}
+    assert carried["region_south"].matched
+    tagged = {r[0] for r in wh.execute("SELECT tag_id FROM profile.customer_tags "
+                                       "WHERE customer_id = ?", [zhang]).fetchall()}
+    assert set(carried) == tagged
+    # The other regions of the exclusive group are shown as missed, with the same value.
+    missed = {o.tag_id: o for o in e.missed}
+    assert missed["region_east"].values == {"province": "广东省"} and not missed["region_east"].matched
+    assert "region_south" in render(e) and e.summary["name"] == "张伟"
+    assert explain(wh, "C999999999", rules).customer_id is None

@@ -30,7 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from transforms.features import FEATURES
 from transforms.sql import fetch_scalar, quote_ident, quote_literal
 
-_PCT = re.compile(r"\bpct\(\s*([A-Za-z_][A-Za-z0-9_]*)\s*,\s*([0-9]*\.?[0-9]+)\s*\)")
+PCT_HELPER = re.compile(r"\bpct\(\s*([A-Za-z_][A-Za-z0-9_]*)\s*,\s*([0-9]*\.?[0-9]+)\s*\)")
 _UNIT_TYPES = {"date": "DATE", "bool": "BOOLEAN", "yuan": "DECIMAL(18, 2)", "ratio": "DOUBLE",
                "score": "DOUBLE", "years": "INTEGER", "": "VARCHAR"}
 
@@ -83,7 +83,7 @@ class LoadedRules:
 
 def expand_helpers(expr: str, table: str = "features.customer_features") -> str:
     """pct(col, p) → an uncorrelated scalar subquery DuckDB computes once per statement."""
-    return _PCT.sub(
+    return PCT_HELPER.sub(
         lambda m: f"(SELECT quantile_cont({quote_ident(m.group(1))}, {m.group(2)}) FROM {table})",
         expr,
     )
