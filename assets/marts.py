@@ -10,10 +10,13 @@ from transforms.marts import build_marts
 
 @asset(group_name="marts", kinds={"duckdb"}, deps=["customer_profile"],
        description="Analyses over the profile: region distribution, lead source conversion, "
-                   "tag summary (segment summary is built with the segments).")
+                   "signed vs potential customers, funnel dwell per stage, customers by region "
+                   "× industry × segment, tag co-occurrence, tag summary (segment summary is "
+                   "built with the segments).")
 def marts(warehouse: Warehouse) -> MaterializeResult:
+    funnel = warehouse.config.funnel
     with warehouse.connect() as con:
-        counts = build_marts(con)
+        counts = build_marts(con, funnel.signed_stages, funnel.potential_stages)
     return MaterializeResult(metadata={f"marts.{k}": MetadataValue.int(v) for k, v in counts.items()})
 
 
@@ -31,6 +34,11 @@ def parquet_exports(warehouse: Warehouse) -> MaterializeResult:
         "segment_summary": "marts.segment_summary",
         "region_distribution": "marts.region_distribution",
         "lead_source_conversion": "marts.lead_source_conversion",
+        "signed_vs_potential": "marts.signed_vs_potential",
+        "funnel_stage_dwell": "marts.funnel_stage_dwell",
+        "customers_by_region_industry_segment": "marts.customers_by_region_industry_segment",
+        "tag_cooccurrence": "marts.tag_cooccurrence",
+        "tag_summary": "marts.tag_summary",
     }
     written = {}
     with warehouse.connect() as con:

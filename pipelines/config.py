@@ -145,6 +145,14 @@ class SegmentConfig(_Strict):
     seed: int = 0
 
 
+class FunnelConfig(_Strict):
+    """CRM stage names, as your CRM spells them, for marts.signed_vs_potential."""
+
+    signed_stages: list[str] = Field(default_factory=lambda: ["成交客户", "签约客户", "已签约"])
+    potential_stages: list[str] = Field(
+        default_factory=lambda: ["线索", "潜在客户", "意向客户", "商机"])
+
+
 class ModelsConfig(_Strict):
     """Churn and CLV models (transforms/predict.py): trained on past cutoffs, newest = holdout."""
 
@@ -167,6 +175,7 @@ class ProfilesConfig(_Strict):
     survivorship: SurvivorshipConfig = SurvivorshipConfig()
     segments: SegmentConfig = SegmentConfig()
     models: ModelsConfig = ModelsConfig()
+    funnel: FunnelConfig = FunnelConfig()
     sources: dict[str, SourceConfig]
 
     # Set by load_config: where the file is, to resolve relative paths.

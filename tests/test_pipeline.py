@@ -180,3 +180,16 @@ def test_explain_shows_each_tag_with_its_rule_and_the_values_it_read(wh):
     assert missed["region_east"].values == {"province": "广东省"} and not missed["region_east"].matched
     assert "region_south" in render(e) and e.summary["name"] == "张伟"
     assert explain(wh, "C999999999", rules).customer_id is None
+
+
+def test_marts_answer_the_funnel_questions(wh):
+    # SJ001 waited 36 days in 初步接洽 before 赢单; SJ002 has sat there since 2026-10-01 (50 days
+    # before the 2026-11-20 snapshot); 赢单 is an outcome, not a wait.
+    assert wh.execute("SELECT * FROM marts.funnel_stage_dwell").fetchall() == [
+        ("初步接洽", 2, 1, 36.0, 36.0, False, 1, 50.0),
+        ("赢单", 1, 0, None, None, True, None, None)]
+    groups = dict(wh.execute("SELECT customer_group, customers FROM marts.signed_vs_potential"
+                             ).fetchall())
+    assert groups["签约客户"] == 2  # 李娜 (成交客户) and 张伟 (won SJ001)
+    pairs = wh.execute("SELECT customers_with_both FROM marts.tag_cooccurrence").fetchall()
+    assert pairs and all(n >= 1 for (n,) in pairs)
