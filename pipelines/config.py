@@ -133,7 +133,7 @@ class SurvivorshipConfig(_Strict):
 class SegmentConfig(_Strict):
     # k is chosen by silhouette within [k_min, k_max] on the first run, then kept (stable ids);
     # delete data/models/segments_latest.joblib to choose again.
-    k_min: int = Field(3, ge=2)
+    k_min: int = Field(4, ge=2)
     k_max: int = Field(8, ge=2)
 
     @model_validator(mode="after")

@@ -131,6 +131,12 @@ def test_profile_one_row_per_customer_with_tags_and_segment(wh):
     assert zhang[:4] == ("张伟", "+8613800138000", "zw@qq.com", ["crm", "erp", "wechat"])
     assert (zhang[4], float(zhang[5]), zhang[6]) == (3, 398 + 1299 + 159, "美妆")
     assert "华南" in zhang[7]
+    # Purchases 2025-11-01 20:26, 2025-12-09 21:00, 2026-10-05 20:38, all 美妆: gaps 38 and
+    # 300 days (median 169), 46 days since the last one at the 2026-11-20 snapshot.
+    habits = wh.execute("""SELECT category_spend_shares, preferred_hour_band,
+                                  round(overdue_ratio, 4), median_days_between_orders
+                           FROM profile.customer_profile WHERE name = '张伟'""").fetchall()[0]
+    assert habits == ({"美妆": 1.0}, "晚上", round(46 / 169, 4), 169.0)
     # Five hand-made customers and a few weeks of orders: too little to learn churn or CLV.
     assert wh.execute("""SELECT count(churn_probability), count(predicted_clv_365d)
                          FROM profile.customer_profile""").fetchall() == [(0, 0)]

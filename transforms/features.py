@@ -47,6 +47,12 @@ FEATURES: dict[str, tuple[str, str]] = {
     "median_days_between_orders": ("median gap between consecutive purchases", "days"),
     "preferred_category": ("category with the largest net spend", ""),
     "preferred_category_share": ("share of net spend in the preferred category", "ratio"),
+    "category_spend_shares": ("share of net spend per category, e.g. category_spend_shares['美妆']",
+                              "map"),
+    "preferred_hour_band": ("when most purchases are placed: 凌晨 0-6, 上午 6-12, 下午 12-18, "
+                            "晚上 18-24", ""),
+    "overdue_ratio": ("days since the last purchase / the customer's own median gap between "
+                      "purchases (> 1: later than usual; NULL under two purchases)", "ratio"),
     "night_order_share": ("share of purchases placed 20:00-22:00", "ratio"),
     "weekend_order_share": ("share of purchases placed on Saturday or Sunday", "ratio"),
     "wechat_mall_spend_share": ("share of net spend through the WeChat mall (vs ERP)", "ratio"),
@@ -113,9 +119,20 @@ def build_features(con, snapshot: dt.date, table: str = "features.customer_featu
             FROM lines, params GROUP BY customer_id),
         categories AS (
             SELECT customer_id, arg_max(category, net) AS preferred_category,
-                   max(net) / nullif(sum(greatest(net, 0)), 0) AS preferred_category_share
-            FROM (SELECT customer_id, category, sum(amount) AS net FROM lines
-                  WHERE category IS NOT NULL GROUP BY ALL)
+                   max(net) / nullif(sum(greatest(net, 0)), 0) AS preferred_category_share,
+                   map(list(category ORDER BY category),
+                       list(round(greatest(net, 0) / nullif(total, 0), 4) ORDER BY category))
+                       AS category_spend_shares
+            FROM (SELECT customer_id, category, sum(amount) AS net,
+                         sum(greatest(sum(amount), 0)) OVER (PARTITION BY customer_id) AS total
+                  FROM lines WHERE category IS NOT NULL GROUP BY customer_id, category)
+            GROUP BY customer_id),
+        hour_bands AS (  -- ties go to the later band, so the answer never depends on row order
+            SELECT customer_id, arg_max(band, n * 10 + band_no) AS preferred_hour_band
+            FROM (SELECT customer_id, hour(ordered_at) // 6 AS band_no,
+                         ['凌晨', '上午', '下午', '晚上'][hour(ordered_at) // 6 + 1] AS band,
+                         count(*) AS n
+                  FROM purchases GROUP BY ALL)
             GROUP BY customer_id),
         follow AS (
             SELECT customer_id,
@@ -164,7 +181,10 @@ def build_features(con, snapshot: dt.date, table: str = "features.customer_featu
                    s.spend_lifetime / nullif(v.orders_lifetime, 0) AS avg_order_value,
                    coalesce(s.refund_lines, 0) AS refund_lines,
                    v.mean_days_between_orders, v.median_days_between_orders,
-                   g.preferred_category, g.preferred_category_share,
+                   g.preferred_category, g.preferred_category_share, g.category_spend_shares,
+                   hb.preferred_hour_band,
+                   datediff('day', v.last_order_date, p.snap)
+                       / nullif(v.median_days_between_orders, 0) AS overdue_ratio,
                    v.night_order_share, v.weekend_order_share, s.wechat_mall_spend_share,
                    coalesce(f.followups_90d, 0) AS followups_90d, f.days_since_followup,
                    o.opportunity_stage, o.days_in_stage,
@@ -180,6 +200,7 @@ def build_features(con, snapshot: dt.date, table: str = "features.customer_featu
             FROM core.customers c CROSS JOIN params p
             LEFT JOIN value v USING (customer_id) LEFT JOIN spend s USING (customer_id)
             LEFT JOIN categories g USING (customer_id) LEFT JOIN follow f USING (customer_id)
+            LEFT JOIN hour_bands hb USING (customer_id)
             LEFT JOIN opp o USING (customer_id) LEFT JOIN wx w USING (customer_id)
             LEFT JOIN referred r USING (customer_id)
             LEFT JOIN (SELECT m.customer_id, min(w2.subscribed_at) AS subscribed_at

@@ -38,7 +38,7 @@ MODEL_FEATURES = [
     "avg_order_value", "refund_lines", "mean_days_between_orders", "median_days_between_orders",
     "night_order_share", "weekend_order_share", "wechat_mall_spend_share", "followups_90d",
     "days_since_followup", "article_reads_30d", "article_reads_90d", "shares_30d", "shares_90d",
-    "tenure_days", "age",
+    "tenure_days", "age", "overdue_ratio",
 ]
 # Documented like transforms.features.FEATURES (name: meaning, unit), for the data dictionary.
 PREDICTIONS: dict[str, tuple[str, str]] = {

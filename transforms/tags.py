@@ -32,7 +32,8 @@ from transforms.sql import fetch_scalar, quote_ident, quote_literal
 
 PCT_HELPER = re.compile(r"\bpct\(\s*([A-Za-z_][A-Za-z0-9_]*)\s*,\s*([0-9]*\.?[0-9]+)\s*\)")
 _UNIT_TYPES = {"date": "DATE", "bool": "BOOLEAN", "yuan": "DECIMAL(18, 2)", "ratio": "DOUBLE",
-               "score": "DOUBLE", "years": "INTEGER", "": "VARCHAR"}
+               "score": "DOUBLE", "years": "INTEGER", "": "VARCHAR",
+               "map": "MAP(VARCHAR, DOUBLE)"}
 
 
 class TagRuleError(ValueError):
