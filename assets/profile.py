@@ -20,17 +20,24 @@ from transforms.tags import evaluate_tags, load_rules, validate_rules
 
 @asset(group_name="profile", kinds={"duckdb"}, deps=["customer_features"],
        description="profile.customer_tags (customer, tag, level 1/2/3) from tag_rules/*.yaml, "
-                   "evaluated in one pass; profile.tag_catalog with coverage per tag.")
+                   "evaluated in one pass; profile.tag_catalog with coverage per tag; "
+                   "profile.tag_changes: tags gained / lost per customer since the last run.")
 def customer_tags(context: AssetExecutionContext, warehouse: Warehouse) -> MaterializeResult:
     rules = load_rules(warehouse.config.tag_rules_dir)
     with warehouse.connect() as con:
         validate_rules(rules, con)
-        counts = evaluate_tags(con, rules)
+        counts = evaluate_tags(con, rules, warehouse.config.resolved_snapshot_date(),
+                               context.run_id)
         coverage = con.execute("""SELECT level1 || '/' || level2 || '/' || level3, coverage
                                   FROM profile.tag_catalog ORDER BY tag_id""").fetchall()
+        changes = con.execute("""SELECT tag_id, change, count(*) FROM profile.tag_changes
+                                 WHERE run_id = ? GROUP BY ALL ORDER BY ALL""",
+                              [context.run_id]).fetchall()
         meta = table_metadata(con, "profile.customer_tags")
     meta["tags_defined"] = MetadataValue.int(counts["tags"])
     meta["coverage"] = MetadataValue.json({name: float(c) for name, c in coverage})
+    meta["changes_since_previous_run"] = MetadataValue.json(
+        {f"{tag} {change}": n for tag, change, n in changes})
     return MaterializeResult(metadata=meta)
 
 

@@ -66,3 +66,20 @@ def test_exclusive_group_first_match_wins_and_percentile_helper(con, tmp_path):
     assert tags == [("A", "frequent"), ("A", "vip"), ("B", "buyer"), ("D", "frequent"), ("D", "vip")]
     coverage = dict(con.execute("SELECT tag_id, coverage FROM profile.tag_catalog").fetchall())
     assert {k: float(v) for k, v in coverage.items()} == {"vip": 0.5, "buyer": 0.25, "frequent": 0.5}
+
+    # Next night: C spends 20, D stops. The median spend falls to 15, so C is VIP at once.
+    con.execute("UPDATE features.customer_features SET spend_365d = 20.0, orders_365d = 1 "
+                "WHERE customer_id = 'C'")
+    con.execute("UPDATE features.customer_features SET spend_365d = 0.0, orders_365d = 0 "
+                "WHERE customer_id = 'D'")
+    evaluate_tags(con, load_rules(rules_dir(tmp_path / "night2", GOOD)), "2026-11-21", "r2")
+    changes = con.execute("SELECT customer_id, tag_id, change FROM profile.tag_changes "
+                          "WHERE run_id = 'r2' ORDER BY ALL").fetchall()
+    assert changes == [("C", "vip", "gained"), ("D", "frequent", "lost"), ("D", "vip", "lost")]
+    # A rule file that drops 高频 and adds 大额: the catalog change is recorded too.
+    new_rules = GOOD.replace("id: frequent, name: 高频, when: \"orders_365d >= 3\"",
+                             "id: big, name: 大额, when: \"spend_365d >= 1000\"")
+    evaluate_tags(con, load_rules(rules_dir(tmp_path / "night3", new_rules)), "2026-11-22", "r3")
+    assert con.execute("SELECT tag_id, change FROM profile.tag_changes WHERE run_id = 'r3' "
+                       "AND customer_id IS NULL ORDER BY ALL").fetchall() == [
+        ("big", "tag defined"), ("frequent", "tag retired")]

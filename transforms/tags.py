@@ -156,9 +156,11 @@ def _tag_list_sql(rules: LoadedRules) -> str:
     return f"list_filter([{', '.join(items)}], lambda x: x IS NOT NULL)"
 
 
-def evaluate_tags(con, rules: LoadedRules) -> dict[str, int]:
-    """profile.customer_tags (long) and profile.tag_catalog (with coverage), in one pass."""
+def evaluate_tags(con, rules: LoadedRules, snapshot=None, run_id: str = "") -> dict[str, int]:
+    """profile.customer_tags (long) and profile.tag_catalog (with coverage), in one pass;
+    what changed since the previous run in profile.tag_changes (see _record_changes)."""
     con.execute("CREATE SCHEMA IF NOT EXISTS profile")
+    _keep_previous(con)
     catalog = pa.Table.from_pylist(rules.catalog)
     con.register("_tag_catalog_arrow", catalog)
     con.execute(
@@ -181,7 +183,54 @@ def evaluate_tags(con, rules: LoadedRules) -> dict[str, int]:
           USING (tag_id)"""
     )
     con.unregister("_tag_catalog_arrow")
+    _record_changes(con, snapshot, run_id)
     return {
         "tag_rows": fetch_scalar(con, "SELECT count(*) FROM profile.customer_tags"),
         "tags": len(rules.catalog),
     }
+
+
+def _keep_previous(con) -> None:
+    """The previous run's tags and catalog, to compare against (empty on the first run)."""
+    exists = fetch_scalar(con, """SELECT count(*) FROM duckdb_tables()
+        WHERE schema_name = 'profile' AND table_name = 'customer_tags'""")
+    if exists:
+        con.execute("CREATE OR REPLACE TEMP TABLE _previous_tags AS "
+                    "SELECT customer_id, tag_id FROM profile.customer_tags")
+        con.execute("CREATE OR REPLACE TEMP TABLE _previous_catalog AS "
+                    "SELECT tag_id FROM profile.tag_catalog")
+    else:
+        con.execute("CREATE OR REPLACE TEMP TABLE _previous_tags "
+                    "(customer_id VARCHAR, tag_id VARCHAR)")
+        con.execute("CREATE OR REPLACE TEMP TABLE _previous_catalog (tag_id VARCHAR)")
+
+
+def _record_changes(con, snapshot, run_id: str) -> None:
+    """profile.tag_changes (appended each run): a customer gaining or losing a tag, and a tag
+    defined or retired in the rule files (customer_id NULL). The first run records nothing:
+    there is no previous run to differ from."""
+    con.execute(
+        """CREATE TABLE IF NOT EXISTS profile.tag_changes (
+            snapshot_date DATE, run_id VARCHAR, customer_id VARCHAR, tag_id VARCHAR,
+            change VARCHAR)"""
+    )
+    first_run = fetch_scalar(con, "SELECT count(*) FROM _previous_catalog") == 0
+    if first_run:
+        return
+    con.execute(
+        """INSERT INTO profile.tag_changes
+        SELECT $snap, $run, customer_id, tag_id, 'gained' FROM (
+            SELECT customer_id, tag_id FROM profile.customer_tags
+            EXCEPT SELECT customer_id, tag_id FROM _previous_tags)
+        UNION ALL
+        SELECT $snap, $run, customer_id, tag_id, 'lost' FROM (
+            SELECT customer_id, tag_id FROM _previous_tags
+            EXCEPT SELECT customer_id, tag_id FROM profile.customer_tags)
+        UNION ALL
+        SELECT $snap, $run, NULL, tag_id, 'tag defined' FROM (
+            SELECT tag_id FROM profile.tag_catalog EXCEPT SELECT tag_id FROM _previous_catalog)
+        UNION ALL
+        SELECT $snap, $run, NULL, tag_id, 'tag retired' FROM (
+            SELECT tag_id FROM _previous_catalog EXCEPT SELECT tag_id FROM profile.tag_catalog)""",
+        {"snap": snapshot, "run": run_id},
+    )
