@@ -133,10 +133,12 @@ def test_profile_one_row_per_customer_with_tags_and_segment(wh):
     assert "华南" in zhang[7]
     # Purchases 2025-11-01 20:26, 2025-12-09 21:00, 2026-10-05 20:38, all 美妆: gaps 38 and
     # 300 days (median 169), 46 days since the last one at the 2026-11-20 snapshot.
+    # Opportunity SJ001 sat 36 days in 初步接洽 (2026-01-05) before 赢单 (2026-02-10).
     habits = wh.execute("""SELECT category_spend_shares, preferred_hour_band,
-                                  round(overdue_ratio, 4), median_days_between_orders
+                                  round(overdue_ratio, 4), median_days_between_orders,
+                                  avg_stage_dwell_days
                            FROM profile.customer_profile WHERE name = '张伟'""").fetchall()[0]
-    assert habits == ({"美妆": 1.0}, "晚上", round(46 / 169, 4), 169.0)
+    assert habits == ({"美妆": 1.0}, "晚上", round(46 / 169, 4), 169.0, 36.0)
     # Five hand-made customers and a few weeks of orders: too little to learn churn or CLV.
     assert wh.execute("""SELECT count(churn_probability), count(predicted_clv_365d)
                          FROM profile.customer_profile""").fetchall() == [(0, 0)]
@@ -199,3 +201,10 @@ def test_marts_answer_the_funnel_questions(wh):
     assert groups["签约客户"] == 2  # 李娜 (成交客户) and 张伟 (won SJ001)
     pairs = wh.execute("SELECT customers_with_both FROM marts.tag_cooccurrence").fetchall()
     assert pairs and all(n >= 1 for (n,) in pairs)
+
+
+def test_every_profile_column_is_in_the_data_dictionary(wh):
+    columns = [r[0] for r in wh.execute("DESCRIBE profile.customer_profile").fetchall()]
+    described = dict(wh.execute("SELECT column_name, meaning FROM profile.data_dictionary "
+                                "WHERE table_name = 'profile.customer_profile'").fetchall())
+    assert set(columns) == set(described) and all(described.values())

@@ -63,6 +63,8 @@ FEATURES: dict[str, tuple[str, str]] = {
     "days_in_stage": ("days the most recent opportunity has been in its stage", "days"),
     "opportunities_won": ("opportunities that reached 赢单", "opportunities"),
     "opportunities_lost": ("opportunities that reached 输单", "opportunities"),
+    "avg_stage_dwell_days": ("mean days the customer's opportunities spent in a stage before "
+                             "moving to the next", "days"),
     # social (WeChat)
     "wechat_subscribed": ("currently follows the official account", "bool"),
     "days_since_subscribe": ("days since following the official account", "days"),
@@ -148,6 +150,13 @@ def build_features(con, snapshot: dt.date, table: str = "features.customer_featu
                    count(DISTINCT opportunity_code) FILTER (WHERE stage = '输单') AS opportunities_lost
             FROM core.opportunity_stages, params
             WHERE customer_id IS NOT NULL AND entered_at < cutoff GROUP BY customer_id),
+        dwell AS (
+            SELECT customer_id, avg(datediff('day', entered_at, left_at)) AS avg_stage_dwell_days
+            FROM (SELECT customer_id, entered_at, lead(entered_at) OVER (
+                      PARTITION BY opportunity_code ORDER BY entered_at) AS left_at
+                  FROM core.opportunity_stages, params
+                  WHERE customer_id IS NOT NULL AND entered_at < cutoff)
+            WHERE left_at IS NOT NULL GROUP BY customer_id),
         wx AS (
             SELECT customer_id,
                    count(*) FILTER (WHERE event_type = 'article_read' AND event_at >= snap - 30)
@@ -190,6 +199,7 @@ def build_features(con, snapshot: dt.date, table: str = "features.customer_featu
                    o.opportunity_stage, o.days_in_stage,
                    coalesce(o.opportunities_won, 0) AS opportunities_won,
                    coalesce(o.opportunities_lost, 0) AS opportunities_lost,
+                   d.avg_stage_dwell_days,
                    coalesce(c.wechat_subscribed, false) AS wechat_subscribed,
                    CASE WHEN c.wechat_subscribed THEN datediff('day', wsub.subscribed_at::DATE, p.snap)
                         END AS days_since_subscribe,
@@ -200,7 +210,7 @@ def build_features(con, snapshot: dt.date, table: str = "features.customer_featu
             FROM core.customers c CROSS JOIN params p
             LEFT JOIN value v USING (customer_id) LEFT JOIN spend s USING (customer_id)
             LEFT JOIN categories g USING (customer_id) LEFT JOIN follow f USING (customer_id)
-            LEFT JOIN hour_bands hb USING (customer_id)
+            LEFT JOIN hour_bands hb USING (customer_id) LEFT JOIN dwell d USING (customer_id)
             LEFT JOIN opp o USING (customer_id) LEFT JOIN wx w USING (customer_id)
             LEFT JOIN referred r USING (customer_id)
             LEFT JOIN (SELECT m.customer_id, min(w2.subscribed_at) AS subscribed_at

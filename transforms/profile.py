@@ -2,7 +2,29 @@
 
 from __future__ import annotations
 
+import pyarrow as pa
+
+from transforms.features import FEATURES
+from transforms.predict import PREDICTIONS
 from transforms.sql import fetch_scalar
+
+# The profile's own columns (features and predictions are documented where they are computed).
+PROFILE_COLUMNS: dict[str, tuple[str, str]] = {
+    "customer_id": ("stable customer id (identity.id_lookup follows merged ids)", ""),
+    "snapshot_date": ("the date the profile describes", "date"),
+    "name": ("name (golden record; lineage in core.customer_field_lineage)", ""),
+    "wechat_nickname": ("WeChat nickname", ""),
+    "phone": ("mobile / phone, E.164", ""),
+    "email": ("email, lower case", ""),
+    "birth_date": ("birth date", "date"),
+    "address": ("postal address", ""),
+    "sources": ("systems holding records of this customer (crm, erp, wechat)", ""),
+    "source_records": ("source records merged into this customer", "records"),
+    "segment_id": ("segment id, stable from run to run", ""),
+    "segment_name": ("segment persona name from its centroid", ""),
+    "tags": ("level-3 names of the tags the customer carries", ""),
+    "tag_ids": ("ids of the tags the customer carries (profile.tag_catalog)", ""),
+}
 
 
 def build_profile(con, snapshot) -> int:
@@ -26,4 +48,19 @@ def build_profile(con, snapshot) -> int:
         ORDER BY c.customer_id""",
         {"snap": snapshot},
     )
+    _data_dictionary(con)
     return fetch_scalar(con, "SELECT count(*) FROM profile.customer_profile")
+
+
+def _data_dictionary(con) -> None:
+    """profile.data_dictionary: every column of the profile with its meaning and unit."""
+    documented = {**PROFILE_COLUMNS, **FEATURES, **PREDICTIONS}
+    columns = [r[0] for r in con.execute("DESCRIBE profile.customer_profile").fetchall()]
+    con.register("_dictionary", pa.table({
+        "table_name": ["profile.customer_profile"] * len(columns),
+        "column_name": columns,
+        "meaning": [documented.get(c, ("", ""))[0] for c in columns],
+        "unit": [documented.get(c, ("", ""))[1] for c in columns],
+    }))
+    con.execute("CREATE OR REPLACE TABLE profile.data_dictionary AS SELECT * FROM _dictionary")
+    con.unregister("_dictionary")
