@@ -202,7 +202,13 @@ def build_segments(con, k_range: tuple[int, int], sample_size: int, seed: int,
 def _summarise(con) -> None:
     con.execute(
         """CREATE OR REPLACE TABLE marts.segment_summary AS
-        SELECT s.segment_id, s.segment_name, count(*) AS customers,
+        SELECT s.segment_id, s.segment_name,
+               -- one line from the centroid, for people who will not read the numbers
+               printf('平均近365天消费%.0f元、购买%.1f次，%s；近90天阅读%.1f篇',
+                      avg(f.spend_365d), avg(f.orders_365d),
+                      coalesce(printf('距上次购买平均%.0f天', avg(f.recency_days)), '从未购买'),
+                      avg(f.article_reads_90d)) AS description,
+               count(*) AS customers,
                round(count(*) / sum(count(*)) OVER (), 4) AS share,
                round(avg(f.spend_365d), 2) AS avg_spend_365d,
                round(avg(f.orders_365d), 2) AS avg_orders_365d,
