@@ -170,6 +170,9 @@ def test_cutoffs_keep_a_future_horizon_and_a_past():
         dt.date(2026, 8, 22), dt.date(2026, 5, 24), dt.date(2026, 2, 23)]
     assert cutoffs_for(snapshot, dt.date(2026, 1, 1), 90, 3, 90, 180) == [dt.date(2026, 8, 22)]
     assert cutoffs_for(snapshot, None, 90, 3, 90, 180) == []
+    # CLV: training labels (365 days after each cutoff) end by the holdout cutoff.
+    assert cutoffs_for(snapshot, dt.date(2023, 1, 1), 365, 3, 90, 180) == [
+        dt.date(2025, 11, 20), dt.date(2024, 11, 20), dt.date(2024, 8, 22)]
 
 
 def test_explain_shows_each_tag_with_its_rule_and_the_values_it_read(wh):

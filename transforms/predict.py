@@ -68,12 +68,14 @@ class ModelReport:
 
 def cutoffs_for(snapshot: dt.date, first_fact: dt.date | None, horizon: int, count: int,
                 step: int, min_history: int) -> list[dt.date]:
-    """Past cutoffs, newest first, each with ``horizon`` days of future before the snapshot
-    and ``min_history`` days of past after the first fact."""
+    """Past cutoffs, newest first: the holdout ``horizon`` days before the snapshot, then
+    training cutoffs whose ``horizon`` of future ends by the holdout cutoff (no training label
+    overlaps the holdout's), ``step`` days apart; each with ``min_history`` days of facts."""
     if first_fact is None:
         return []
-    cutoffs = [snapshot - dt.timedelta(days=horizon + i * step) for i in range(count)]
-    return [c for c in cutoffs if (c - first_fact).days >= min_history]
+    holdout = snapshot - dt.timedelta(days=horizon)
+    training = [holdout - dt.timedelta(days=horizon + i * step) for i in range(count - 1)]
+    return [c for c in [holdout, *training] if (c - first_fact).days >= min_history]
 
 
 def _labelled(con, cutoff: dt.date, horizon: int, population: str) -> pa.Table:
@@ -167,6 +169,7 @@ def train_clv(con, snapshot: dt.date, cfg) -> tuple[ModelReport, object | None]:
         return report, None
     y_train = train.column("future_spend").to_numpy()
     y_test = holdout.column("future_spend").to_numpy()
+    # Poisson loss: a mean (expected spend), not a median, and never negative.
     model = HistGradientBoostingRegressor(loss="poisson", max_iter=200, learning_rate=0.08,
                                           random_state=cfg.seed)
     model.fit(_matrix(train), y_train)
@@ -179,6 +182,9 @@ def train_clv(con, snapshot: dt.date, cfg) -> tuple[ModelReport, object | None]:
         "holdout_mae": round(float(mean_absolute_error(y_test, predicted)), 2),
         "last_year_spend_mae": round(float(mean_absolute_error(y_test, last_year)), 2),
         "holdout_mean_spend": round(float(y_test.mean()), 2),
+        # CLV is an expected value: summed over customers it should match what they spent
+        "holdout_predicted_over_actual_total": round(float(predicted.sum() / max(y_test.sum(), 1)),
+                                                     3),
     }
     return report, model
 
