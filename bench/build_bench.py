@@ -48,8 +48,11 @@ def floor_seconds(landing: Path) -> float:
             if "customers" in path.name or "opportunities" in path.name:  # GB18030: transcode
                 src = Path(tempfile.mkstemp(suffix=".csv")[1])
                 src.write_text(path.read_text(encoding="gb18030"), encoding="utf-8")
-            con.execute(f"SELECT column0, count(*) FROM read_csv('{src}', all_varchar=true, "
-                        "header=false, skip=1, ignore_errors=true) GROUP BY ALL").fetchall()
+            rel = con.sql(f"SELECT * FROM read_csv('{src}', all_varchar=true, header=false, "
+                          "skip=1, ignore_errors=true)")
+            rel.aggregate(f'"{rel.columns[0]}", count(*)').fetchall()
+            if src != path:
+                src.unlink()
         elif path.suffix == ".jsonl":
             con.execute(f"SELECT json_extract_string(line, '$.openid'), count(*) FROM read_csv("
                         f"'{path}', columns={{'line': 'VARCHAR'}}, delim=chr(1), quote='', "
