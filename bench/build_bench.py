@@ -56,7 +56,7 @@ def floor_seconds(landing: Path) -> float:
         elif path.suffix == ".jsonl":
             con.execute(f"SELECT json_extract_string(line, '$.openid'), count(*) FROM read_csv("
                         f"'{path}', columns={{'line': 'VARCHAR'}}, delim=chr(1), quote='', "
-                        "header=false) GROUP BY ALL").fetchall()
+                        "header=false) WHERE json_valid(line) GROUP BY ALL").fetchall()
         elif path.suffix == ".xlsx":
             arrow = fastexcel.read_excel(str(path)).load_sheet(0, header_row=1, dtypes="string"
                                                                ).to_arrow()
@@ -70,22 +70,21 @@ def run_build(landing: Path, workdir: Path) -> tuple[float, dict[str, float]]:
     os.environ["PROFILES_LANDING"] = str(landing)
     os.environ["PROFILES_WAREHOUSE"] = str(workdir / "warehouse" / "profiles.duckdb")
     os.environ["PROFILES_EXPORTS"] = str(workdir / "exports")
-    from dagster import DagsterEventType
+    from dagster import DagsterInstance
 
     from pipelines.definitions import build_definitions
 
     job = build_definitions().resolve_job_def("nightly_rebuild")
+    instance = DagsterInstance.ephemeral()
     started = time.perf_counter()
     result = job.execute_in_process(
+        instance=instance,
         run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}})
     total = time.perf_counter() - started
     assert result.success, "build failed"
-    starts, steps = {}, {}
-    for event in result.all_events:
-        if event.event_type == DagsterEventType.STEP_START:
-            starts[event.step_key] = event.timestamp
-        elif event.event_type == DagsterEventType.STEP_SUCCESS:
-            steps[event.step_key] = event.timestamp - starts[event.step_key]
+    steps = {s.step_key: s.end_time - s.start_time
+             for s in instance.get_run_step_stats(result.run_id)
+             if s.start_time is not None and s.end_time is not None}
     return total, steps
 
 
