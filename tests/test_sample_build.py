@@ -103,7 +103,7 @@ def test_churn_model_beats_recency_alone_and_clv_is_predicted(sample_build):
     meta = {k: v.value for k, v in event.materialization.metadata.items()}
     assert meta["churn/trained"] and meta["clv/trained"]
     assert meta["churn/holdout_auc"] > meta["churn/recency_only_auc"]
-    assert meta["clv/holdout_mae"] < meta["clv/holdout_mean_spend"]
+    assert meta["clv/holdout_rmse"] < meta["clv/last_year_spend_rmse"]
     buyers, scored, bounded = con.execute(
         """SELECT count(*) FILTER (WHERE orders_lifetime > 0), count(churn_probability),
                   bool_and(churn_probability BETWEEN 0 AND 1 AND predicted_clv_365d >= 0)

@@ -25,7 +25,7 @@ import numpy as np
 import pyarrow as pa
 import sklearn
 from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
-from sklearn.metrics import mean_absolute_error, roc_auc_score
+from sklearn.metrics import mean_absolute_error, roc_auc_score, root_mean_squared_error
 
 from transforms.features import build_features
 
@@ -179,6 +179,9 @@ def train_clv(con, snapshot: dt.date, cfg) -> tuple[ModelReport, object | None]:
     report.trained = True
     report.train_rows, report.holdout_rows = train.num_rows, holdout.num_rows
     report.metrics = {
+        # RMSE judges an expected value; MAE favours medians (and so "spend nothing")
+        "holdout_rmse": round(float(root_mean_squared_error(y_test, predicted)), 2),
+        "last_year_spend_rmse": round(float(root_mean_squared_error(y_test, last_year)), 2),
         "holdout_mae": round(float(mean_absolute_error(y_test, predicted)), 2),
         "last_year_spend_mae": round(float(mean_absolute_error(y_test, last_year)), 2),
         "holdout_mean_spend": round(float(y_test.mean()), 2),
