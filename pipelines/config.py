@@ -25,6 +25,7 @@ from transforms.survivorship import (
     GOLDEN_FIELDS,
     FieldRule,
     RuleName,
+    SourceName,
     default_rules,
 )
 
@@ -94,14 +95,14 @@ class IdentityConfig(_Strict):
 
 class FieldSurvivorship(_Strict):
     rule: RuleName = "source_priority"
-    sources: list[Literal["crm", "erp", "wechat"]] | None = None  # this field's trust order
+    sources: list[SourceName] | None = None  # this field's trust order
 
 
 class SurvivorshipConfig(_Strict):
     """Golden record rules (see transforms/survivorship.py). Fields not listed use
     source_priority, except phone/email (most_recent) and address (most_complete)."""
 
-    source_priority: list[Literal["crm", "erp", "wechat"]] = list(DEFAULT_SOURCE_ORDER)
+    source_priority: list[SourceName] = list(DEFAULT_SOURCE_ORDER)
     fields: dict[str, RuleName | FieldSurvivorship] = Field(default_factory=dict)
 
     @field_validator("fields")

@@ -30,9 +30,11 @@ class Explanation:
     missed: list[RuleOutcome] = field(default_factory=list)  # other tags of exclusive groups
 
 
-def _columns(rule: str) -> list[str]:
+def _reads(rule: str) -> list[str]:
+    """What a rule reads: its feature columns, then its pct(...) thresholds as written."""
     words = re.findall(r"[a-z_][a-z0-9_]*", PCT_HELPER.sub("", rule))
-    return list(dict.fromkeys(w for w in words if w in FEATURES))
+    columns = dict.fromkeys(w for w in words if w in FEATURES)
+    return [*columns, *(m.group(0) for m in PCT_HELPER.finditer(rule))]
 
 
 def _current_id(con, customer_id: str) -> str | None:
@@ -58,21 +60,17 @@ def explain(con, customer_id: str, rules: LoadedRules) -> Explanation:
     for tag in rules.catalog:
         exprs.append(f"coalesce(({expand_helpers(tag['rule'])}), false)")
         names.append(("rule", tag["tag_id"]))
-        for column in _columns(tag["rule"]):
-            exprs.append(column)
-            names.append(("value", column))
-        for m in PCT_HELPER.finditer(tag["rule"]):
-            exprs.append(expand_helpers(m.group(0)))
-            names.append(("value", m.group(0)))
+        for read in _reads(tag["rule"]):
+            exprs.append(expand_helpers(read))  # a column stays itself; pct() → its value
+            names.append(("value", read))
     row = con.execute(f"SELECT {', '.join(exprs)} FROM features.customer_features "
                       f"WHERE customer_id = {key}").fetchall()[0]
     values = {n: v for (kind, n), v in zip(names, row, strict=True) if kind == "value"}
     truth = {n: v for (kind, n), v in zip(names, row, strict=True) if kind == "rule"}
     for tag in rules.catalog:
-        reads = [*_columns(tag["rule"]), *(m.group(0) for m in PCT_HELPER.finditer(tag["rule"]))]
         outcome = RuleOutcome(tag["tag_id"], f"{tag['level1']} / {tag['level2']} / {tag['level3']}",
                               tag["rule"], bool(truth[tag["tag_id"]]), tag["tag_id"] in carried,
-                              {r: values[r] for r in reads})
+                              {r: values[r] for r in _reads(tag["rule"])})
         if outcome.carried:
             result.carried.append(outcome)
         elif tag["exclusive"]:

@@ -19,6 +19,9 @@ from transforms.pinyin import NOT_A_NAME, pinyin_table, remark_name_regex
 from transforms.sql import fetch_scalar, quote_literal
 from transforms.staging import current_rows_sql
 
+# A mainland mobile in E.164 (what staging makes of 138 0013 8000).
+MAINLAND_MOBILE = r"\+861[3-9][0-9]{9}"
+
 
 def ensure_identity_schema(con) -> None:
     con.execute("CREATE SCHEMA IF NOT EXISTS identity")
@@ -138,8 +141,9 @@ def build_links(con, hub_max_distinct_names: int, hub_max_records: int) -> dict[
               -- an office or shop line: two names on it are two people (a shared mobile is
               -- more often one person's, entered twice with a name variant)
               OR (key_type = 'phone' AND distinct_names > 1
-                  AND NOT regexp_full_match(key_value, '[+]861[3-9][0-9]{9}'))""",
-        {"max_names": hub_max_distinct_names, "max_records": hub_max_records},
+                  AND NOT regexp_full_match(key_value, $mobile))""",
+        {"max_names": hub_max_distinct_names, "max_records": hub_max_records,
+         "mobile": MAINLAND_MOBILE},
     )
     con.execute(
         """CREATE OR REPLACE TABLE identity.record_links AS
@@ -172,9 +176,9 @@ def add_probabilistic_links(con) -> dict[str, int]:
                         strong.column("right_record").to_numpy())
     con.register("_strong_groups", {"record_id": np.arange(n, dtype=np.int64), "grp": labels})
     con.execute(
-        r"""CREATE OR REPLACE TEMP TABLE _group_facts AS
+        f"""CREATE OR REPLACE TEMP TABLE _group_facts AS
         SELECT g.grp,
-               list(DISTINCT r.phone) FILTER (WHERE regexp_full_match(r.phone, '\+861[3-9][0-9]{9}')
+               list(DISTINCT r.phone) FILTER (WHERE regexp_full_match(r.phone, '{MAINLAND_MOBILE}')
                                                 AND h.key_value IS NULL) AS mobiles,
                list(DISTINCT r.birth_date) FILTER (WHERE r.birth_date IS NOT NULL) AS births,
                list(DISTINCT r.gender) FILTER (WHERE r.gender IS NOT NULL) AS genders

@@ -105,33 +105,34 @@ def _matrix(table: pa.Table) -> np.ndarray:
                             for c in MODEL_FEATURES])
 
 
-def _history(con, snapshot: dt.date, horizon: int, population: str, cfg) -> tuple[
-        list[dt.date], pa.Table | None, pa.Table | None, str]:
+def _history(con, name: str, snapshot: dt.date, horizon: int, population: str, cfg) -> tuple[
+        ModelReport, pa.Table | None, pa.Table | None]:
+    """The model's report (cutoffs; the reason when it cannot be trained), its training rows
+    and its holdout rows."""
     first = con.execute("SELECT min(ordered_at)::DATE FROM core.order_lines "
                         "WHERE customer_id IS NOT NULL").fetchall()[0][0]
     cutoffs = cutoffs_for(snapshot, first, horizon, cfg.cutoffs, cfg.cutoff_step_days,
                           cfg.min_history_days)
+    report = ModelReport(name, False, cutoffs=[c.isoformat() for c in cutoffs])
     if len(cutoffs) < 2:
-        return cutoffs, None, None, (
+        report.reason = (
             f"history too short: needs two cutoffs {horizon} days before the snapshot with "
             f"{cfg.min_history_days} days of orders behind them (orders from {first}, "
             f"snapshot {snapshot})")
+        return report, None, None
     holdout = _labelled(con, cutoffs[0], horizon, population)
     train = pa.concat_tables([_labelled(con, c, horizon, population) for c in cutoffs[1:]])
     if train.num_rows > cfg.max_training_rows:  # a bounded sample fits in memory at any size
         rng = np.random.default_rng(cfg.seed)
         train = train.take(np.sort(rng.choice(train.num_rows, cfg.max_training_rows,
                                               replace=False)))
-    return cutoffs, train, holdout, ""
+    return report, train, holdout
 
 
 def train_churn(con, snapshot: dt.date, cfg) -> tuple[ModelReport, object | None]:
-    report = ModelReport("churn", False)
-    cutoffs, train, holdout, reason = _history(
-        con, snapshot, CHURN_HORIZON_DAYS, "orders_lifetime > 0", cfg)
-    report.cutoffs = [c.isoformat() for c in cutoffs]
-    if reason:
-        report.reason = reason
+    report, train, holdout = _history(
+        con, "churn", snapshot, CHURN_HORIZON_DAYS, "orders_lifetime > 0", cfg)
+    if report.reason:
         return report, None
     y_train = train.column("churned").to_numpy(zero_copy_only=False).astype(int)
     y_test = holdout.column("churned").to_numpy(zero_copy_only=False).astype(int)
@@ -156,12 +157,9 @@ def train_churn(con, snapshot: dt.date, cfg) -> tuple[ModelReport, object | None
 
 
 def train_clv(con, snapshot: dt.date, cfg) -> tuple[ModelReport, object | None]:
-    report = ModelReport("clv", False)
-    cutoffs, train, holdout, reason = _history(
-        con, snapshot, CLV_HORIZON_DAYS, "tenure_days >= 0", cfg)
-    report.cutoffs = [c.isoformat() for c in cutoffs]
-    if reason:
-        report.reason = reason
+    report, train, holdout = _history(
+        con, "clv", snapshot, CLV_HORIZON_DAYS, "tenure_days >= 0", cfg)
+    if report.reason:
         return report, None
     if min(train.num_rows, holdout.num_rows) < MIN_CLV_ROWS:
         report.reason = (f"too few customers: {train.num_rows} in training, "

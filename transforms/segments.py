@@ -66,17 +66,19 @@ def _persona(center: dict[str, float], overall: dict[str, float]) -> str:
     return f"{value}·{frequency}{active}{social}"
 
 
+def _silhouette(model: KMeans, x: np.ndarray) -> float | None:
+    """Silhouette on at most 10,000 points (it is quadratic); None for a single cluster."""
+    labels = model.predict(x[:10_000])
+    return float(silhouette_score(x[:10_000], labels)) if len(set(labels)) > 1 else None
+
+
 def _choose_k(x: np.ndarray, k_range: tuple[int, int], seed: int) -> tuple[KMeans, float | None]:
     """The k in range with the best silhouette (on at most 10,000 sampled points)."""
     best: tuple[float, KMeans] | None = None
-    sil_x = x[:10_000]
     for k in range(k_range[0], min(k_range[1], len(np.unique(x, axis=0))) + 1):
         model = KMeans(n_clusters=k, n_init=10, random_state=seed).fit(x)
-        labels = model.predict(sil_x)
-        if len(set(labels)) < 2:
-            continue
-        score = float(silhouette_score(sil_x, labels))
-        if best is None or score > best[0]:
+        score = _silhouette(model, x)
+        if score is not None and (best is None or score > best[0]):
             best = (score, model)
     if best is None:  # every point alike: one cluster is all there is
         return KMeans(n_clusters=1, n_init=1, random_state=seed).fit(x), None
@@ -133,9 +135,7 @@ def build_segments(con, k_range: tuple[int, int], sample_size: int, seed: int,
     if prev is not None and len(prev["centers"]) <= distinct:
         init = scaler.transform(prev["centers"])
         model = KMeans(n_clusters=len(init), init=init, n_init=1, random_state=seed).fit(x_scaled)
-        labels = model.predict(x_scaled[:10_000])
-        silhouette = (float(silhouette_score(x_scaled[:10_000], labels))
-                      if len(set(labels)) > 1 else None)
+        silhouette = _silhouette(model, x_scaled)
     else:
         prev = None
         low, high = min(k_range[0], distinct), min(k_range[1], distinct)

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 RuleName = Literal["source_priority", "most_recent", "most_complete"]
-SOURCES = ("crm", "erp", "wechat")
+SourceName = Literal["crm", "erp", "wechat"]
 DEFAULT_SOURCE_ORDER = ("crm", "erp", "wechat")
 
 GOLDEN_FIELDS = (
