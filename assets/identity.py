@@ -28,6 +28,12 @@ def customer_identity(context: AssetExecutionContext, warehouse: Warehouse) -> M
         rules = dict(con.execute("SELECT rule, count(*) FROM identity.record_links "
                                  "GROUP BY ALL ORDER BY 1").fetchall())
         score = score_identity(con, truth) if truth else None
+        con.execute("DROP TABLE IF EXISTS identity.latest_score")
+        if score is not None:  # read by the run summary on the published asset
+            con.execute("CREATE TABLE identity.latest_score AS "
+                        "SELECT unnest(map_keys(m)) AS metric, unnest(map_values(m)) AS value "
+                        "FROM (SELECT MAP(?::VARCHAR[], ?::DOUBLE[]) AS m)",
+                        [list(score.as_dict()), [float(v) for v in score.as_dict().values()]])
         meta = table_metadata(con, "identity.customer_map")
     for key_type, value, n, names, reason in hubs[:20]:
         context.log.warning(f"hub {key_type} {value}: {n} records, {names} names ({reason}); "

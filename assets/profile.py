@@ -73,7 +73,7 @@ def customer_segments(warehouse: Warehouse) -> MaterializeResult:
 def customer_profile(warehouse: Warehouse) -> MaterializeResult:
     snapshot = warehouse.config.resolved_snapshot_date()
     with warehouse.connect() as con:
-        build_profile(con, snapshot)
+        build_profile(con, snapshot, warehouse.config.privacy.consent_required)
         rows, distinct, customers = con.execute(
             """SELECT count(*), count(DISTINCT customer_id),
                       (SELECT count(*) FROM core.customers) FROM profile.customer_profile"""

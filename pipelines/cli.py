@@ -70,8 +70,9 @@ def print_summary(cfg, seconds: float) -> None:
             return con.execute(sql).fetchall()[0][0]
 
         print(f"\nBuilt in {seconds:.1f}s (snapshot date {cfg.resolved_snapshot_date()})")
-        print(f"  warehouse : {cfg.warehouse_path}")
-        print(f"  exports   : {cfg.exports_dir}")
+        print(f"  serving   : {cfg.serving_path}  (what analysts open)")
+        print(f"  exports   : {cfg.exports_dir}  (Parquet for BI, PII masked)")
+        print(f"  warehouse : {cfg.warehouse_path}  (working file of the pipeline)")
         print(f"  files     : {one('SELECT count(*) FROM raw.file_registry')} loaded, "
               f"{one('SELECT sum(rows_read) FROM staging.file_accounting')} rows read, "
               f"{one('SELECT sum(rows_staged) FROM staging.file_accounting')} staged, "
@@ -87,7 +88,7 @@ def print_summary(cfg, seconds: float) -> None:
         for name, n in con.execute("""SELECT level1 || ' / ' || level3, customers
                 FROM profile.tag_catalog ORDER BY customers DESC LIMIT 8""").fetchall():
             print(f"    {name:<28} {n}")
-        print(f"\nQuery it:  duckdb {cfg.warehouse_path} -c "
+        print(f"\nQuery it:  duckdb -readonly {cfg.serving_path} -c "
               "\"SELECT * FROM profile.customer_profile LIMIT 5\"")
     finally:
         con.close()
@@ -139,6 +140,40 @@ def cmd_explain(args) -> int:
     return 0 if result.customer_id else 1
 
 
+def cmd_export_contract(args) -> int:
+    """Compare the exports' columns and types (from the working warehouse) with the contract;
+    with --write, record them as the new contract version."""
+    import json
+
+    from assets.publish import export_selects
+    from pipelines.resources import open_warehouse
+    from transforms.export import CONTRACT_PATH, contract_problems, load_contract, query_schema
+
+    cfg = load_config(args.config)
+    con = open_warehouse(cfg, read_only=True)
+    try:
+        schemas = {name: query_schema(con, sql)
+                   for name, sql in export_selects(con, salt="contract").items()}
+    finally:
+        con.close()
+    contract = load_contract()
+    problems = [p for name, schema in schemas.items()
+                for p in contract_problems(name, schema, contract)]
+    problems += [f"{name}: in the contract, no longer exported"
+                 for name in contract["tables"] if name not in schemas]
+    for problem in problems:
+        print(problem)
+    if not problems:
+        print(f"exports match the contract (version {contract['version']})")
+        return 0
+    if not args.write:
+        return 1
+    new = {"version": contract["version"] + 1, "tables": schemas}
+    CONTRACT_PATH.write_text(json.dumps(new, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
+    print(f"wrote {CONTRACT_PATH} (version {new['version']}); tell the BI users what changed")
+    return 0
+
+
 def cmd_dev(args) -> int:
     os.environ.setdefault("DAGSTER_HOME", str(REPO_ROOT / ".dagster_home"))
     Path(os.environ["DAGSTER_HOME"]).mkdir(parents=True, exist_ok=True)
@@ -166,6 +201,10 @@ def main(argv: list[str] | None = None) -> int:
     score = sub.add_parser("score", help="pairwise precision / recall of identity resolution")
     score.add_argument("--truth", help="ground truth CSV (default: identity.ground_truth)")
     score.set_defaults(func=cmd_score)
+    contract = sub.add_parser("export-contract",
+                              help="compare the Parquet exports' schema with the contract")
+    contract.add_argument("--write", action="store_true", help="record a new contract version")
+    contract.set_defaults(func=cmd_export_contract)
     explain_cmd = sub.add_parser("explain", help="why a customer carries each tag")
     explain_cmd.add_argument("customer_id")
     explain_cmd.set_defaults(func=cmd_explain)

@@ -3,7 +3,8 @@
 Where the exports are, how their columns map to canonical fields (``transforms.schema``), and
 the warehouse settings. Relative paths are relative to the config file. Environment overrides:
 ``PROFILES_CONFIG`` (the file), ``PROFILES_LANDING`` (landing root), ``PROFILES_WAREHOUSE`` (the
-working DuckDB file), ``PROFILES_EXPORTS`` (Parquet export root), ``PROFILES_TAG_RULES``.
+working DuckDB file), ``PROFILES_SERVING`` (the published file analysts open),
+``PROFILES_EXPORTS`` (Parquet export root), ``PROFILES_TAG_RULES``, ``PROFILES_PII_SALT``.
 """
 
 from __future__ import annotations
@@ -70,6 +71,24 @@ class WarehouseConfig(_Strict):
     memory_limit: str = "4GB"
     threads: int | None = None
     timezone: str = "Asia/Shanghai"
+
+
+class PublishConfig(_Strict):
+    serving_path: Path = Path("data/serving/profiles.duckdb")  # env PROFILES_SERVING overrides
+    retention_days: int = Field(30, ge=1)  # Parquet partitions kept, counted from the snapshot
+    mask_pii: bool = True  # mask / pseudonymise PII in the Parquet exports
+    freshness_hours: float = Field(26, gt=0)  # the published profile is stale after this
+
+
+class HistoryConfig(_Strict):
+    snapshot_days: int = Field(35, ge=1)  # daily snapshots kept in history.profile_snapshots
+    value_tier_group: str = "价值分层"  # tag groups (level 2) followed as value tier / lifecycle
+    lifecycle_group: str = "活跃度"
+
+
+class PrivacyConfig(_Strict):
+    # Marketing needs consent (PIPL art. 13): with true, consent that is not recorded blocks.
+    consent_required: bool = True
 
 
 class ScheduleConfig(_Strict):
@@ -177,6 +196,9 @@ class ProfilesConfig(_Strict):
     segments: SegmentConfig = SegmentConfig()
     models: ModelsConfig = ModelsConfig()
     funnel: FunnelConfig = FunnelConfig()
+    publish: PublishConfig = PublishConfig()
+    history: HistoryConfig = HistoryConfig()
+    privacy: PrivacyConfig = PrivacyConfig()
     sources: dict[str, SourceConfig]
 
     # Set by load_config: where the file is, to resolve relative paths.
@@ -221,6 +243,13 @@ class ProfilesConfig(_Strict):
     @property
     def exports_dir(self) -> Path:
         return self._resolve(self.warehouse.exports_dir, "PROFILES_EXPORTS")
+
+    @property
+    def serving_path(self) -> Path:
+        env_root = os.environ.get("PROFILES_WAREHOUSE")
+        if env_root and not os.environ.get("PROFILES_SERVING"):  # beside an overridden warehouse
+            return Path(env_root).resolve().parent.parent / "serving" / self.publish.serving_path.name
+        return self._resolve(self.publish.serving_path, "PROFILES_SERVING")
 
     @property
     def models_dir(self) -> Path:

@@ -6,11 +6,14 @@ fails the code location (and `profiles build`) before any run starts.
 
 from __future__ import annotations
 
+import datetime as dt
+
 from dagster import (
     AssetSelection,
     DefaultScheduleStatus,
     DefaultSensorStatus,
     Definitions,
+    FreshnessPolicy,
     ScheduleDefinition,
     define_asset_job,
     in_process_executor,
@@ -19,8 +22,9 @@ from dagster import (
 from assets.core import core_customers, core_facts
 from assets.features import customer_features, customer_predictions
 from assets.identity import customer_identity
-from assets.marts import marts, parquet_exports
+from assets.marts import marts
 from assets.profile import customer_profile, customer_segments, customer_tags
+from assets.publish import profile_history, published_profile
 from assets.raw import raw_assets
 from assets.staging import staging_assets
 from pipelines.config import load_config
@@ -31,7 +35,7 @@ from transforms.tags import load_rules, validate_rules
 ALL_ASSETS = [
     *raw_assets, *staging_assets, customer_identity, core_customers, core_facts,
     customer_features, customer_predictions, customer_tags, customer_segments, customer_profile,
-    marts, parquet_exports,
+    profile_history, marts,
 ]
 
 # One process runs every step: DuckDB allows a single writer to the warehouse file.
@@ -54,8 +58,12 @@ def build_definitions(config_path: str | None = None) -> Definitions:
         cfg, nightly_rebuild,
         DefaultSensorStatus.RUNNING if status else DefaultSensorStatus.STOPPED,
     )
+    # Stale (red in the UI, and an alert) when the last publish is older than the window.
+    published = published_profile.map_asset_specs(lambda spec: spec.replace_attributes(
+        freshness_policy=FreshnessPolicy.time_window(
+            fail_window=dt.timedelta(hours=cfg.publish.freshness_hours))))
     return Definitions(
-        assets=ALL_ASSETS, jobs=[nightly_rebuild], schedules=[schedule], sensors=[sensor],
+        assets=[*ALL_ASSETS, published], jobs=[nightly_rebuild], schedules=[schedule], sensors=[sensor],
         resources={"warehouse": Warehouse(config_path=config_path or "")},
         executor=in_process_executor,
     )

@@ -12,9 +12,10 @@ from contextlib import contextmanager
 from functools import cached_property
 
 import duckdb
-from dagster import ConfigurableResource
+from dagster import ConfigurableResource, DagsterInvariantViolationError, OpExecutionContext
 
 from pipelines.config import ProfilesConfig, load_config
+from pipelines.faults import crash_point
 from transforms.normalize import register_normalizers
 
 
@@ -43,8 +44,16 @@ class Warehouse(ConfigurableResource):
 
     @contextmanager
     def connect(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        crash_point(_current_step())
         con = open_warehouse(self.config)
         try:
             yield con
         finally:
             con.close()
+
+
+def _current_step() -> str:
+    try:
+        return OpExecutionContext.get().op.name
+    except DagsterInvariantViolationError:  # called outside a run (CLI, tests)
+        return ""

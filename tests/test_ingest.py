@@ -43,8 +43,8 @@ def test_gb18030_csv_loads_with_lineage_and_malformed_row_is_rejected(wh, workdi
                                      ("KH004", "赵强", 5), ("KH005", "孙丽", 6), ("KH009", "张 伟", 8)]
     assert rows[0][3] == str(path)
     reject = wh.execute("SELECT row_number, column_name, reason FROM raw.rejects").fetchall()
-    assert reject == [(7, "extra field 15 after 创建时间",
-                       "TOO MANY COLUMNS: Expected Number of Columns: 14 Found: 15")]
+    assert reject == [(7, "extra field 16 after 营销授权",
+                       "TOO MANY COLUMNS: Expected Number of Columns: 15 Found: 16")]
 
 
 def test_loading_the_same_file_twice_is_a_no_op(wh, workdir):

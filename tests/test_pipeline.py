@@ -14,9 +14,9 @@ from transforms.explain import explain, render
 from transforms.predict import cutoffs_for
 from transforms.tags import load_rules
 
-NEW_CRM = "客户编号,客户名称,手机,邮箱,性别,出生日期,省份,城市,地址,行业,客户来源,客户阶段,负责人,创建时间\n" \
-          "KH010,周杰,13600136000,zj@qq.com,男,1992-02-02,浙江,杭州,,IT/互联网,官网,线索,李雷,2026-11-21\n" \
-          "KH011,李娜,13900139000,,女,,北京,北京,,金融,展会,成交客户,韩梅,2026-11-21\n"
+NEW_CRM = "客户编号,客户名称,手机,邮箱,性别,出生日期,省份,城市,地址,行业,客户来源,客户阶段,负责人,创建时间,营销授权\n" \
+          "KH010,周杰,13600136000,zj@qq.com,男,1992-02-02,浙江,杭州,,IT/互联网,官网,线索,李雷,2026-11-21,是\n" \
+          "KH011,李娜,13900139000,,女,,北京,北京,,金融,展会,成交客户,韩梅,2026-11-21,否\n"
 
 
 def run_build():
@@ -71,7 +71,7 @@ def test_every_asset_materialised_with_metadata(built):
     events = built["first"].get_asset_materialization_events()
     keys = {e.asset_key.to_user_string() for e in events}
     assert {"raw_crm_customers", "staging_erp_orders", "customer_identity", "customer_profile",
-            "parquet_exports"} <= keys
+            "profile_history", "published_profile"} <= keys
     meta = {e.asset_key.to_user_string(): e.materialization.metadata for e in events}
     assert meta["raw_crm_customers"]["rows_read"].value == 7
     assert meta["raw_crm_customers"]["rows_rejected"].value == 1
@@ -150,7 +150,7 @@ def test_parquet_export_reads_back(built):
     path = built["root"] / "exports" / "profile" / "snapshot_date=2026-11-20"
     assert (path / "_SUCCESS").exists()
     frame = pl.read_parquet(path / "data.parquet")
-    assert frame.height == 6 and frame["customer_id"].n_unique() == 6
+    assert frame.height == 6 and frame["customer_key"].n_unique() == 6
     hive = duckdb.sql(f"""SELECT snapshot_date, count(*) FROM read_parquet(
         '{built['root']}/exports/profile/*/data.parquet', hive_partitioning = true) GROUP BY 1""")
     assert [(str(d), n) for d, n in hive.fetchall()] == [("2026-11-20", 6)]

@@ -91,7 +91,8 @@ def test_headers_and_row_counts(sample):
     out, counts = sample
     rows = crm_rows(out)
     assert rows[0] == ["客户编号", "客户名称", "手机", "邮箱", "性别", "出生日期", "省份",
-                       "城市", "地址", "行业", "客户来源", "客户阶段", "负责人", "创建时间"]
+                       "城市", "地址", "行业", "客户来源", "客户阶段", "负责人", "创建时间",
+                       "营销授权"]
     assert len(rows) - 1 == counts["crm/customers.csv"]
     opportunities = (out / "crm/opportunities.csv").read_bytes().decode("gb18030").splitlines()
     assert opportunities[0] == "商机编号,客户编号,阶段,进入阶段时间,金额"
@@ -165,7 +166,7 @@ def test_ground_truth_covers_every_customer_record_once(sample):
 def test_noise_real_exports_have(sample):
     out, _ = sample
     rows = crm_rows(out)
-    assert sorted(len(r) for r in rows).count(15) == 1           # one unquoted comma
+    assert sorted(len(r) for r in rows).count(16) == 1           # one unquoted comma
     phones = [r[2] for r in rows[1:]]
     shared = max((p for p in phones if SWITCHBOARD.match(p)), key=phones.count)
     assert phones.count(shared) >= 3
@@ -204,7 +205,7 @@ def test_noise_real_exports_have(sample):
 def test_nothing_after_the_end_date(sample):
     out, _ = sample
     last = END.isoformat()
-    created = [_iso(r[13]) for r in crm_rows(out)[1:] if len(r) == 14]
+    created = [_iso(r[13]) for r in crm_rows(out)[1:] if len(r) == 15]
     assert max(created) <= last
     followups = (out / "crm/followups.csv").read_text(encoding="utf-8-sig").splitlines()[1:]
     assert max(line.split(",")[1][:10] for line in followups) <= last

@@ -28,7 +28,7 @@ def build_customers(con, rules: dict[str, FieldRule] | None = None) -> int:
              fields AS (
             SELECT 'crm' AS source, customer_code AS source_key, name, gender, birth_date, phone,
                    email, province, city, address, industry, lead_source, stage AS crm_stage, owner,
-                   created_at AS first_seen_at, _loaded_at
+                   created_at AS first_seen_at, marketing_consent, _loaded_at
             FROM crm
             UNION ALL BY NAME
             SELECT 'erp' AS source, customer_code AS source_key, name, phone, email, address,
@@ -53,6 +53,9 @@ def build_customers(con, rules: dict[str, FieldRule] | None = None) -> int:
         SELECT customer_id, {picks},
                min(first_seen_at) AS first_seen_at,
                bool_or(subscribed) AS wechat_subscribed,
+               -- one refusal anywhere wins over consent given elsewhere; NULL = never asked
+               CASE WHEN bool_or(NOT marketing_consent) THEN false
+                    WHEN bool_or(marketing_consent) THEN true END AS marketing_consent,
                count(*) AS source_records,
                list(DISTINCT source ORDER BY source) AS sources
         FROM _customer_fields GROUP BY customer_id"""
@@ -60,7 +63,8 @@ def build_customers(con, rules: dict[str, FieldRule] | None = None) -> int:
     values = ", ".join(f"{f}.value AS {f}" for f in GOLDEN_FIELDS)
     con.execute(
         f"""CREATE OR REPLACE TABLE core.customers AS
-        SELECT customer_id, {values}, first_seen_at, wechat_subscribed, source_records, sources
+        SELECT customer_id, {values}, first_seen_at, wechat_subscribed, marketing_consent,
+               source_records, sources
         FROM _survivors ORDER BY customer_id"""
     )
     lineage = " UNION ALL ".join(

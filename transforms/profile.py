@@ -20,6 +20,11 @@ PROFILE_COLUMNS: dict[str, tuple[str, str]] = {
     "address": ("postal address", ""),
     "sources": ("systems holding records of this customer (crm, erp, wechat)", ""),
     "source_records": ("source records merged into this customer", "records"),
+    "marketing_consent": ("agreed to marketing in the CRM (false if any record refuses, NULL if "
+                          "never asked)", "bool"),
+    "wechat_unsubscribed": ("followed the official account once and has unsubscribed", "bool"),
+    "marketing_allowed": ("may receive marketing: consent given (or not required, see "
+                          "privacy.consent_required) and not refused or unsubscribed", "bool"),
     "segment_id": ("segment id, stable from run to run", ""),
     "segment_name": ("segment persona name from its centroid", ""),
     "tags": ("level-3 names of the tags the customer carries", ""),
@@ -27,13 +32,16 @@ PROFILE_COLUMNS: dict[str, tuple[str, str]] = {
 }
 
 
-def build_profile(con, snapshot) -> int:
+def build_profile(con, snapshot, consent_required: bool = True) -> int:
     con.execute("CREATE SCHEMA IF NOT EXISTS profile")
     con.execute(
         """CREATE OR REPLACE TABLE profile.customer_profile AS
         SELECT c.customer_id, $snap::DATE AS snapshot_date,
                c.name, c.wechat_nickname, c.phone, c.email, c.birth_date, c.address,
                c.sources, c.source_records,
+               c.marketing_consent, c.wechat_subscribed IS FALSE AS wechat_unsubscribed,
+               coalesce(c.marketing_consent, NOT $consent_required)
+                   AND c.wechat_subscribed IS NOT FALSE AS marketing_allowed,
                f.* EXCLUDE (customer_id),
                p.churn_probability, p.predicted_clv_365d,
                s.segment_id, s.segment_name,
@@ -46,7 +54,7 @@ def build_profile(con, snapshot) -> int:
                           list(tag_id ORDER BY level1, level2) AS tag_ids
                    FROM profile.customer_tags GROUP BY customer_id) t USING (customer_id)
         ORDER BY c.customer_id""",
-        {"snap": snapshot},
+        {"snap": snapshot, "consent_required": consent_required},
     )
     _data_dictionary(con)
     return fetch_scalar(con, "SELECT count(*) FROM profile.customer_profile")

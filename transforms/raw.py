@@ -38,6 +38,8 @@ def ensure_raw_schema(con) -> None:
     for entity in ENTITIES.values():
         cols = ", ".join(f"{quote_ident(f)} VARCHAR" for f in entity.field_names)
         con.execute(f"CREATE TABLE IF NOT EXISTS raw.{entity.name} ({cols}, {LINEAGE_DDL})")
+        for f in entity.field_names:  # a field added in a newer version: older warehouses gain it
+            con.execute(f"ALTER TABLE raw.{entity.name} ADD COLUMN IF NOT EXISTS {quote_ident(f)} VARCHAR")
     con.execute(
         """CREATE TABLE IF NOT EXISTS raw.file_registry (
             file_sha256 VARCHAR, entity VARCHAR, source_file VARCHAR, size_bytes BIGINT,
@@ -90,8 +92,10 @@ def load_file(con, entity_name: str, path: Path, opts: ReadOptions, mapping: dic
     con.execute("BEGIN TRANSACTION")
     try:
         con.execute(
-            f"""INSERT INTO raw.{entity_name}
-            SELECT {select}, {source_file}, _row_number, ?, ? FROM _read ORDER BY _row_number""",
+            f"""INSERT INTO raw.{entity_name} BY NAME
+            SELECT {select}, {source_file} AS _source_file, _row_number,
+                   ?::VARCHAR AS _file_sha256, ?::TIMESTAMP AS _loaded_at
+            FROM _read ORDER BY _row_number""",
             [sha, loaded_at],
         )
         if result.rejects:

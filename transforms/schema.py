@@ -81,6 +81,7 @@ ENTITIES: dict[str, Entity] = {
                 _f("stage", "text", description="CRM customer stage"),
                 _f("owner", "text", description="responsible sales rep"),
                 _f("created_at", "timestamp"),
+                _f("marketing_consent", "boolean", description="agreed to receive marketing"),
             ),
             "CRM customer master",
         ),

@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import random
+import zlib
 
 from pipelines.sample import ids, noise
 from pipelines.sample.behaviour import Facts
@@ -18,11 +19,18 @@ CUSTOMERS = "crm/customers.csv"
 FOLLOWUPS = "crm/followups.csv"
 OPPORTUNITIES = "crm/opportunities.csv"
 CUSTOMER_HEADER = ["客户编号", "客户名称", "手机", "邮箱", "性别", "出生日期", "省份", "城市",
-                   "地址", "行业", "客户来源", "客户阶段", "负责人", "创建时间"]
+                   "地址", "行业", "客户来源", "客户阶段", "负责人", "创建时间", "营销授权"]
 FOLLOWUP_HEADER = ["客户编号", "跟进时间", "跟进方式", "跟进内容", "跟进人"]
 OPPORTUNITY_HEADER = ["商机编号", "客户编号", "阶段", "进入阶段时间", "金额"]
 
 _GENDER = {"M": "男", "F": "女"}
+
+
+def _consent_text(code: str) -> str:
+    """Marketing consent (营销授权): 是 for most, 否 for some, blank where never asked. Derived
+    from the code, not drawn from the person's random stream, so adding it changed no other value."""
+    bucket = zlib.crc32(code.encode()) % 100
+    return "是" if bucket < 80 else "否" if bucket < 92 else ""
 
 
 def _csv_field(value: str) -> str:
@@ -125,9 +133,9 @@ class CrmRenderer:
         created_text = (window.datetime_text(created) if rng.random() < 0.7
                         else window.datetime_text_short(created))
         row = [code, name, phone, email, gender, birth, province, city_text, address, industry,
-               lead, stage, rep, created_text]
+               lead, stage, rep, created_text, _consent_text(code)]
         if self.counts[CUSTOMERS] == self.malformed_row:
-            # An address typed with a comma and exported unquoted: the row has 15 fields.
+            # An address typed with a comma and exported unquoted: one field too many.
             row[8] = f"{p.street},近地铁站"
             self._buffers[CUSTOMERS].write(
                 ",".join(v if i == 8 else _csv_field(v) for i, v in enumerate(row)) + "\r\n")
