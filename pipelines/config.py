@@ -80,6 +80,19 @@ class PublishConfig(_Strict):
     freshness_hours: float = Field(26, gt=0)  # the published profile is stale after this
 
 
+class QualityConfig(_Strict):
+    max_rejected_share: float = Field(0.05, ge=0, le=1)  # raw rows not splittable, per file
+    max_quarantine_share: float = Field(0.05, ge=0, le=1)  # staging rows quarantined, per file
+    max_row_drop: float = Field(0.2, ge=0, le=1)  # shrinking more since the previous run fails
+    max_row_growth: float = Field(3.0, ge=1)  # growing more (×) since the previous run fails
+    max_line_amount: float = Field(10_000_000, gt=0)  # yuan, either sign
+    min_filled: dict[str, float] = Field(  # profile column → least share of non-null values
+        default_factory=lambda: {"customer_id": 1.0, "sources": 1.0, "snapshot_date": 1.0,
+                                 "name": 0.5})
+    max_tag_coverage: float = Field(0.99, ge=0, le=1)  # a tag on (nearly) everyone is a bad rule
+    min_tagged_share: float = Field(0.5, ge=0, le=1)  # customers with at least one tag
+
+
 class HistoryConfig(_Strict):
     snapshot_days: int = Field(35, ge=1)  # daily snapshots kept in history.profile_snapshots
     value_tier_group: str = "价值分层"  # tag groups (level 2) followed as value tier / lifecycle
@@ -197,6 +210,7 @@ class ProfilesConfig(_Strict):
     models: ModelsConfig = ModelsConfig()
     funnel: FunnelConfig = FunnelConfig()
     publish: PublishConfig = PublishConfig()
+    quality: QualityConfig = QualityConfig()
     history: HistoryConfig = HistoryConfig()
     privacy: PrivacyConfig = PrivacyConfig()
     sources: dict[str, SourceConfig]

@@ -19,6 +19,7 @@ from dagster import (
     in_process_executor,
 )
 
+from assets.checks import QUALITY_CHECKS
 from assets.core import core_customers, core_facts
 from assets.features import customer_features, customer_predictions
 from assets.identity import customer_identity
@@ -63,7 +64,7 @@ def build_definitions(config_path: str | None = None) -> Definitions:
         freshness_policy=FreshnessPolicy.time_window(
             fail_window=dt.timedelta(hours=cfg.publish.freshness_hours))))
     return Definitions(
-        assets=[*ALL_ASSETS, published], jobs=[nightly_rebuild], schedules=[schedule], sensors=[sensor],
+        assets=[*ALL_ASSETS, published], asset_checks=QUALITY_CHECKS, jobs=[nightly_rebuild], schedules=[schedule], sensors=[sensor],
         resources={"warehouse": Warehouse(config_path=config_path or "")},
         executor=in_process_executor,
     )

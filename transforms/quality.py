@@ -1,0 +1,104 @@
+"""Data-quality suites run by Great Expectations inside DuckDB (GX's SQL execution path).
+
+GX reaches the working warehouse through SQLAlchemy + duckdb-engine, read-only and with a
+NullPool so the file is released as soon as a suite is done (DuckDB refuses a second opener of
+one file with another configuration in the same process, and the next asset opens it to write).
+Every metric is an aggregate or a 20-row sample computed by DuckDB; no table is loaded into
+Python. ``transforms.gx_duckdb`` fixes the two incompatibilities of today's versions.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")  # no telemetry from a nightly job
+os.environ.setdefault("TQDM_DISABLE", "1")  # GX's progress bars would flood the run logs
+
+
+@dataclass
+class Suite:
+    name: str  # what the results are filed under, e.g. "profile.customer_profile"
+    source: str  # a table (schema.name) or a SELECT
+    expectations: list = field(default_factory=list)  # great_expectations.expectations objects
+    # Small per-file queries name the failing rows by this column (GX's COMPLETE result, which
+    # lists every unexpected row: only for queries with a row per file).
+    index_column: str | None = None
+
+
+@dataclass
+class Outcome:
+    suite: str
+    expectation: str
+    column: str | None
+    success: bool
+    observed: Any = None
+    unexpected_count: int | None = None
+    unexpected_sample: list = field(default_factory=list)
+    error: str | None = None
+
+    def describe(self) -> str:
+        what = f"{self.expectation}({self.column})" if self.column else self.expectation
+        if self.error:
+            return f"{what}: error {self.error}"
+        detail = (f"{self.unexpected_count} unexpected, e.g. {self.unexpected_sample[:5]}"
+                  if self.unexpected_count else f"observed {self.observed}")
+        return f"{what}: {'ok' if self.success else 'FAILED'} ({detail})"
+
+
+def validate(db_path: Path, suites: list[Suite]) -> list[Outcome]:
+    import great_expectations as gx
+    from sqlalchemy.pool import NullPool
+
+    from transforms import gx_duckdb
+
+    gx_duckdb.install()
+    context = gx.get_context(mode="ephemeral")
+    datasource = context.data_sources.add_sql(
+        name="warehouse", connection_string=f"duckdb:///{db_path}",
+        kwargs={"connect_args": {"read_only": True}, "poolclass": NullPool})
+    outcomes = []
+    for i, suite in enumerate(suites):
+        # A table goes in as a query too: GX's table asset drops the schema in some metrics.
+        query = (suite.source if suite.source.lstrip().upper().startswith("SELECT")
+                 else f"SELECT * FROM {suite.source}")
+        asset = datasource.add_query_asset(name=f"q{i}", query=query)
+        batch = asset.add_batch_definition_whole_table("all").get_batch()
+        expectation_suite = gx.ExpectationSuite(name=f"suite{i}", expectations=suite.expectations)
+        result_format = ({"result_format": "COMPLETE",
+                          "unexpected_index_column_names": [suite.index_column]}
+                         if suite.index_column else {"result_format": "SUMMARY"})
+        result = batch.validate(expectation_suite, result_format=result_format)
+        outcomes += [_outcome(suite.name, r) for r in result.results]
+    datasource.get_engine().dispose()
+    return outcomes
+
+
+def _outcome(suite: str, r) -> Outcome:
+    res = r.result or {}
+    info = r.exception_info or {}
+    errors = [v.get("exception_message") for v in info.values()
+              if isinstance(v, dict) and v.get("raised_exception")]
+    if info.get("raised_exception"):
+        errors.append(info.get("exception_message"))
+    return Outcome(
+        suite=suite, expectation=r.expectation_config.type,
+        column=r.expectation_config.kwargs.get("column"), success=bool(r.success),
+        observed=_plain(res.get("observed_value")), unexpected_count=res.get("unexpected_count"),
+        unexpected_sample=[_plain(v) for v in res.get("unexpected_index_list")
+                           or res.get("partial_unexpected_list") or []],
+        error="; ".join(str(e) for e in errors) or None,
+    )
+
+
+def _plain(value):
+    """JSON-friendly: dates and decimals as text."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    return str(value)
