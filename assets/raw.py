@@ -8,6 +8,7 @@ from dagster import AssetExecutionContext, AssetsDefinition, MaterializeResult, 
 from assets._metadata import table_metadata
 from pipelines.config import ConfigError, check_source_headers
 from pipelines.resources import Warehouse
+from transforms.privacy import pii_salt
 from transforms.raw import ensure_raw_schema, load_file
 from transforms.readers import ExportFileError
 from transforms.schema import ENTITIES
@@ -32,11 +33,12 @@ def _raw_asset(entity_name: str) -> AssetsDefinition:
                 if problems:
                     raise ConfigError(f"{cfg.config_path}:\n  " + "\n  ".join(problems))
                 mapping = {f: m.column for f, m in src.mapping().items()}
+                salt = pii_salt(cfg.warehouse_path)  # recognises rows of forgotten persons
                 loaded_at = dt.datetime.now()
                 for path in cfg.source_files(entity_name):
                     try:
                         result = load_file(con, entity_name, path, src.read_options(), mapping,
-                                           loaded_at, context.run_id)
+                                           loaded_at, context.run_id, salt)
                     except ExportFileError as exc:
                         # An unreadable file must not stop the good files: record it and go on;
                         # it is retried on the next run (it is not in the registry).
@@ -49,7 +51,8 @@ def _raw_asset(entity_name: str) -> AssetsDefinition:
                     context.log.info(
                         f"{path.name}: " + ("already loaded, skipped" if result.skipped else
                                             f"{result.rows_read} rows read, {result.rows_loaded} "
-                                            f"loaded, {result.rows_rejected} rejected"))
+                                            f"loaded, {result.rows_rejected} rejected, "
+                                            f"{result.rows_forgotten} of forgotten persons dropped"))
             else:
                 context.log.info(f"no source configured for {entity_name}; table left as is")
             meta = table_metadata(con, f"raw.{entity_name}")
@@ -60,6 +63,7 @@ def _raw_asset(entity_name: str) -> AssetsDefinition:
             "rows_read": MetadataValue.int(sum(r.rows_read for r in new)),
             "rows_loaded": MetadataValue.int(sum(r.rows_loaded for r in new)),
             "rows_rejected": MetadataValue.int(sum(r.rows_rejected for r in new)),
+            "rows_forgotten": MetadataValue.int(sum(r.rows_forgotten for r in new)),
             "files_unreadable": MetadataValue.json(failed),
         })
         return MaterializeResult(metadata=meta)

@@ -4,6 +4,9 @@
     profiles check            only the checks (config, export headers, tag rules)
     profiles sample           generate realistic sample exports
     profiles score            score identity resolution against a ground truth file
+    profiles explain ID       why a customer carries each tag
+    profiles forget --phone P remove a person everywhere (also --email, --customer-id)
+    profiles export-contract  compare the Parquet exports' schema with the contract
     profiles dev              start the Dagster UI (dagster dev -w workspace.yaml)
 """
 
@@ -38,6 +41,7 @@ def cmd_build(args) -> int:
     cfg = _check(args.config)
     from dagster import DagsterInstance
 
+    from pipelines.alerts import root_message
     from pipelines.definitions import build_definitions
 
     defs = build_definitions(args.config)
@@ -51,10 +55,8 @@ def cmd_build(args) -> int:
     if not result.success:
         for event in result.all_events:
             if event.is_step_failure:
-                error = event.step_failure_data.error
-                while error.cause is not None:  # the root cause is the useful message
-                    error = error.cause
-                print(f"FAILED {event.step_key}: {error.message.strip()}", file=sys.stderr)
+                message = root_message(event.step_failure_data.error)
+                print(f"FAILED {event.step_key}: {message}", file=sys.stderr)
         return 1
     seconds = (dt.datetime.now() - started).total_seconds()
     print_summary(cfg, seconds)
@@ -174,6 +176,52 @@ def cmd_export_contract(args) -> int:
     return 0
 
 
+def cmd_forget(args) -> int:
+    """Remove a person from the warehouse, the serving file and every Parquet export."""
+    from pipelines.resources import open_warehouse
+    from transforms.export import partitions, rewrite_partition
+    from transforms.forget import forget
+    from transforms.privacy import customer_key_sql, pii_salt
+    from transforms.serving import build_serving_file, swap_into_place
+    from transforms.sql import quote_literal
+
+    if not (args.phone or args.email or args.customer_id):
+        print("error: give --phone, --email or --customer-id", file=sys.stderr)
+        return 2
+    cfg = load_config(args.config)
+    salt = pii_salt(cfg.warehouse_path)
+    con = open_warehouse(cfg)
+    try:
+        report = forget(con, salt, args.phone, args.email,
+                        args.customer_id.strip().upper() if args.customer_id else None)
+        removed_from_exports = 0
+        if report.customer_ids:
+            keys = ", ".join(quote_literal(k) for (k,) in con.execute(
+                f"SELECT {customer_key_sql('c', salt)} FROM unnest(?::VARCHAR[]) t(c)",
+                [report.customer_ids]).fetchall())
+            for parquet in partitions(cfg.exports_dir):
+                columns = [r[0] for r in con.execute(
+                    "SELECT name FROM parquet_schema(?)", [str(parquet)]).fetchall()]
+                if "customer_key" in columns:
+                    removed_from_exports += rewrite_partition(
+                        con, parquet, f"customer_key NOT IN ({keys})")
+        if cfg.serving_path.exists():  # republish without the person
+            snapshot = con.execute("SELECT max(snapshot_date) FROM profile.customer_profile"
+                                   ).fetchall()[0][0]
+            swap_into_place(build_serving_file(con, cfg.serving_path, f"forget:{report.request_id}",
+                                               snapshot), cfg.serving_path)
+    finally:
+        con.close()
+    print(f"forget request {report.request_id}: {len(report.customer_ids)} customer(s), "
+          f"{report.identifiers} identifier(s) tombstoned")
+    for table, n in sorted({**report.rows_removed, **report.swept}.items()):
+        if n:
+            print(f"  {table:<40}{n} row(s) removed")
+    print(f"  {'Parquet exports':<40}{removed_from_exports} row(s) removed")
+    print(f"  serving file republished: {cfg.serving_path}")
+    return 0
+
+
 def cmd_dev(args) -> int:
     os.environ.setdefault("DAGSTER_HOME", str(REPO_ROOT / ".dagster_home"))
     Path(os.environ["DAGSTER_HOME"]).mkdir(parents=True, exist_ok=True)
@@ -201,6 +249,12 @@ def main(argv: list[str] | None = None) -> int:
     score = sub.add_parser("score", help="pairwise precision / recall of identity resolution")
     score.add_argument("--truth", help="ground truth CSV (default: identity.ground_truth)")
     score.set_defaults(func=cmd_score)
+    forget_cmd = sub.add_parser("forget", help="remove a person from every layer and export "
+                                "(PIPL / GDPR); a tombstone keeps them out of later loads")
+    forget_cmd.add_argument("--phone")
+    forget_cmd.add_argument("--email")
+    forget_cmd.add_argument("--customer-id")
+    forget_cmd.set_defaults(func=cmd_forget)
     contract = sub.add_parser("export-contract",
                               help="compare the Parquet exports' schema with the contract")
     contract.add_argument("--write", action="store_true", help="record a new contract version")

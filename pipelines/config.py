@@ -337,14 +337,15 @@ def check_source_headers(cfg: ProfilesConfig, only: str | None = None) -> list[s
                 header = set(read_header(path, src.read_options()))
             except (ExportFileError, OSError, UnicodeError):
                 continue  # an unreadable file is not a config problem: the loader records it
-            for field_name, fm in mapping.items():
-                if src.format == "jsonl" and not ENTITIES[name].field(field_name).required:
-                    continue
-                if fm.column not in header:
-                    problems.append(
-                        f"source {name}: field {field_name} is mapped to column {fm.column!r}, "
-                        f"which {path} does not have (it has: {', '.join(sorted(header))})"
-                    )
+            missing = {f: fm.column for f, fm in mapping.items() if fm.column not in header
+                       and (src.format != "jsonl" or ENTITIES[name].field(f).required)}
+            if missing:
+                unmapped = sorted(header - {fm.column for fm in mapping.values()})
+                problems.append(
+                    f"source {name}: {path} lacks mapped column(s) "
+                    + ", ".join(f"{c!r} (field {f})" for f, c in missing.items())
+                    + f"; columns in the file the mapping does not know: {unmapped or 'none'}"
+                )
     return problems
 
 

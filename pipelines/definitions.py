@@ -28,6 +28,7 @@ from assets.profile import customer_profile, customer_segments, customer_tags
 from assets.publish import profile_history, published_profile
 from assets.raw import raw_assets
 from assets.staging import staging_assets
+from pipelines.alerts import alert_sensors
 from pipelines.config import load_config
 from pipelines.resources import Warehouse
 from pipelines.sensors import new_export_sensor
@@ -55,16 +56,15 @@ def build_definitions(config_path: str | None = None) -> Definitions:
         execution_timezone=cfg.schedule.timezone,
         default_status=DefaultScheduleStatus.RUNNING if status else DefaultScheduleStatus.STOPPED,
     )
-    sensor = new_export_sensor(
-        cfg, nightly_rebuild,
-        DefaultSensorStatus.RUNNING if status else DefaultSensorStatus.STOPPED,
-    )
+    sensor_status = DefaultSensorStatus.RUNNING if status else DefaultSensorStatus.STOPPED
+    sensor = new_export_sensor(cfg, nightly_rebuild, sensor_status)
     # Stale (red in the UI, and an alert) when the last publish is older than the window.
     published = published_profile.map_asset_specs(lambda spec: spec.replace_attributes(
         freshness_policy=FreshnessPolicy.time_window(
             fail_window=dt.timedelta(hours=cfg.publish.freshness_hours))))
     return Definitions(
-        assets=[*ALL_ASSETS, published], asset_checks=QUALITY_CHECKS, jobs=[nightly_rebuild], schedules=[schedule], sensors=[sensor],
+        assets=[*ALL_ASSETS, published], asset_checks=QUALITY_CHECKS, jobs=[nightly_rebuild],
+        schedules=[schedule], sensors=[sensor, *alert_sensors(sensor_status)],
         resources={"warehouse": Warehouse(config_path=config_path or "")},
         executor=in_process_executor,
     )

@@ -34,8 +34,8 @@ def test_column_missing_from_the_export_is_named_before_the_run(workdir, capsys)
     with pytest.raises(ConfigError) as err:
         preflight(load_config(path))
     message = str(err.value)
-    assert "source erp_orders: field amount is mapped to column '金额(元)'" in message
-    assert "orders_01.xlsx does not have" in message
+    assert "orders_01.xlsx lacks mapped column(s) '金额(元)' (field amount)" in message
+    assert "columns in the file the mapping does not know: ['金额']" in message
     # The command line stops before any asset runs, with exit code 2 and nothing built.
     assert main(["--config", str(path), "build"]) == 2
     assert "金额(元)" in capsys.readouterr().err

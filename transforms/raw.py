@@ -11,6 +11,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from transforms.forget import has_tombstones, tombstone_filter_sql
 from transforms.readers import ReadOptions, file_sha256, read_export
 from transforms.schema import ENTITIES
 from transforms.sql import fetch_scalar, quote_ident, quote_literal
@@ -31,6 +32,7 @@ class FileLoad:
     rows_loaded: int
     rows_rejected: int
     skipped: bool = False  # already in the registry
+    rows_forgotten: int = 0  # rows of forgotten persons, dropped (transforms.forget)
 
 
 def ensure_raw_schema(con) -> None:
@@ -46,6 +48,8 @@ def ensure_raw_schema(con) -> None:
             encoding VARCHAR, rows_read BIGINT, rows_loaded BIGINT, rows_rejected BIGINT,
             loaded_at TIMESTAMP, run_id VARCHAR, PRIMARY KEY (file_sha256, entity))"""
     )
+    # rows of forgotten persons (transforms.forget): rows_read = loaded + rejected + forgotten
+    con.execute("ALTER TABLE raw.file_registry ADD COLUMN IF NOT EXISTS rows_forgotten BIGINT DEFAULT 0")
     con.execute(
         """CREATE TABLE IF NOT EXISTS raw.file_errors (
             entity VARCHAR, source_file VARCHAR, error VARCHAR, seen_at TIMESTAMP, run_id VARCHAR)"""
@@ -64,7 +68,7 @@ def is_registered(con, sha256: str, entity: str) -> bool:
 
 
 def load_file(con, entity_name: str, path: Path, opts: ReadOptions, mapping: dict[str, str],
-              loaded_at: dt.datetime, run_id: str = "") -> FileLoad:
+              loaded_at: dt.datetime, run_id: str = "", salt: str = "") -> FileLoad:
     """Append one export file to raw.<entity>. ``mapping``: canonical field → export column."""
     sha = file_sha256(path)
     if is_registered(con, sha, entity_name):
@@ -91,6 +95,7 @@ def load_file(con, entity_name: str, path: Path, opts: ReadOptions, mapping: dic
     source_file = quote_literal(str(path))
     con.execute("BEGIN TRANSACTION")
     try:
+        forgotten = _drop_forgotten(con, entity_name, mapping, present, salt)
         con.execute(
             f"""INSERT INTO raw.{entity_name} BY NAME
             SELECT {select}, {source_file} AS _source_file, _row_number,
@@ -104,11 +109,13 @@ def load_file(con, entity_name: str, path: Path, opts: ReadOptions, mapping: dic
                 [(entity_name, str(path), sha, row, col, value, reason, loaded_at)
                  for row, col, value, reason in result.rejects],
             )
-        rows_loaded = result.rows_read - len(result.rejects)
+        rows_loaded = result.rows_read - len(result.rejects) - forgotten
         con.execute(
-            "INSERT INTO raw.file_registry VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            """INSERT INTO raw.file_registry (file_sha256, entity, source_file, size_bytes,
+                encoding, rows_read, rows_loaded, rows_rejected, loaded_at, run_id, rows_forgotten)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
             [sha, entity_name, str(path), path.stat().st_size, result.encoding, result.rows_read,
-             rows_loaded, len(result.rejects), loaded_at, run_id],
+             rows_loaded, len(result.rejects), loaded_at, run_id, forgotten],
         )
         con.execute("COMMIT")
     except BaseException:
@@ -116,4 +123,17 @@ def load_file(con, entity_name: str, path: Path, opts: ReadOptions, mapping: dic
         raise
     finally:
         con.execute("DROP TABLE IF EXISTS _read")
-    return FileLoad(entity_name, str(path), sha, result.rows_read, rows_loaded, len(result.rejects))
+    return FileLoad(entity_name, str(path), sha, result.rows_read, rows_loaded, len(result.rejects),
+                    rows_forgotten=forgotten)
+
+
+def _drop_forgotten(con, entity_name: str, mapping: dict[str, str], present: set[str],
+                    salt: str) -> int:
+    """Delete the rows of forgotten persons from the file just read (before they reach raw)."""
+    if not salt or not has_tombstones(con):
+        return 0
+    columns = {f: c for f, c in mapping.items() if c in present}
+    condition = tombstone_filter_sql(entity_name, columns, salt)
+    if condition is None:
+        return 0
+    return con.execute(f"DELETE FROM _read WHERE {condition}").fetchall()[0][0]

@@ -210,7 +210,8 @@ def _account_files(con, entity_name: str) -> None:
              quarantined AS (SELECT file_sha256 AS sha, count(DISTINCT row_number) AS n
                              FROM staging.quarantine WHERE entity = ? GROUP BY ALL)
         SELECT r.entity, r.source_file, r.file_sha256, r.rows_read, coalesce(s.n, 0),
-               coalesce(q.n, 0), r.rows_read = coalesce(s.n, 0) + coalesce(q.n, 0)
+               coalesce(q.n, 0),
+               r.rows_read = coalesce(s.n, 0) + coalesce(q.n, 0) + coalesce(r.rows_forgotten, 0)
         FROM raw.file_registry r LEFT JOIN staged s ON s.sha = r.file_sha256
         LEFT JOIN quarantined q ON q.sha = r.file_sha256
         WHERE r.entity = ?""",
