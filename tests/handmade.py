@@ -13,9 +13,11 @@ Persons (ground truth):
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import xlsxwriter
+import yaml
 
 CRM_HEADER = "客户编号,客户名称,手机,邮箱,性别,出生日期,省份,城市,地址,行业,客户来源,客户阶段,负责人,创建时间,营销授权"
 CRM_ROWS = [
@@ -119,3 +121,17 @@ def land(con, entity: str, rows: list[dict], loaded_at: str) -> None:
         marks = ", ".join(["?"] * (len(row) + 3))
         con.execute(f"INSERT INTO raw.{entity} ({cols}) VALUES ({marks})",
                     [*row.values(), f"{entity}_{loaded_at}", i, loaded_at])
+
+
+REPO_CONFIG = Path(__file__).resolve().parent.parent / "profiles.yaml"
+
+
+def write_config(folder: Path, edit) -> Path:
+    """A copy of the repo's profiles.yaml (and tag rules) in ``folder``, changed by ``edit``."""
+    data = yaml.safe_load(REPO_CONFIG.read_text(encoding="utf-8"))
+    edit(data)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "profiles.yaml"
+    path.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+    shutil.copytree(REPO_CONFIG.parent / "tag_rules", folder / "tag_rules")
+    return path

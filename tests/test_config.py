@@ -1,25 +1,10 @@
 """A wrong configuration fails before anything runs, naming the file, the source and the field."""
 
-import shutil
-from pathlib import Path
-
 import pytest
-import yaml
+from handmade import REPO_CONFIG, write_config
 
 from pipelines.cli import main
 from pipelines.config import ConfigError, load_config, preflight
-
-REPO_CONFIG = Path(__file__).resolve().parent.parent / "profiles.yaml"
-
-
-def write_config(tmp_path: Path, edit) -> Path:
-    data = yaml.safe_load(REPO_CONFIG.read_text(encoding="utf-8"))
-    edit(data)
-    tmp_path.mkdir(parents=True, exist_ok=True)
-    path = tmp_path / "profiles.yaml"
-    path.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
-    shutil.copytree(REPO_CONFIG.parent / "tag_rules", tmp_path / "tag_rules")
-    return path
 
 
 def test_repo_config_matches_the_committed_sample():

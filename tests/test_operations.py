@@ -233,8 +233,13 @@ class _Robot(http.server.BaseHTTPRequestHandler):
 
 
 def test_a_failed_run_posts_a_robot_message(monkeypatch):
-    from dagster import (DagsterInstance, DefaultSensorStatus, build_run_status_sensor_context,
-                         job, op)
+    from dagster import (
+        DagsterInstance,
+        DefaultSensorStatus,
+        build_run_status_sensor_context,
+        job,
+        op,
+    )
 
     from pipelines.alerts import alert_sensors
 

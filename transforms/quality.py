@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")  # no telemetry from a nightly job
-os.environ.setdefault("TQDM_DISABLE", "1")  # GX's progress bars would flood the run logs
 
 
 @dataclass
@@ -55,7 +54,10 @@ def validate(db_path: Path, suites: list[Suite]) -> list[Outcome]:
     from transforms import gx_duckdb
 
     gx_duckdb.install()
+    from great_expectations.data_context.types.base import ProgressBarsConfig
+
     context = gx.get_context(mode="ephemeral")
+    context.variables.progress_bars = ProgressBarsConfig(globally=False)  # no bars in run logs
     datasource = context.data_sources.add_sql(
         name="warehouse", connection_string=f"duckdb:///{db_path}",
         kwargs={"connect_args": {"read_only": True}, "poolclass": NullPool})
