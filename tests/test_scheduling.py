@@ -30,3 +30,15 @@ def test_sensor_requests_a_run_only_when_a_new_file_lands(workdir):
         new = sensor.evaluate_tick(ctx)
         assert len(new.run_requests) == 1 and new.run_requests[0].tags["files"] == "1"
 
+
+
+def test_the_published_profile_is_stale_after_26_hours(workdir):
+    import datetime as dt
+
+    from dagster import AssetKey
+
+    defs = build_definitions()
+    spec = defs.resolve_assets_def("published_profile").specs_by_key[AssetKey("published_profile")]
+    assert spec.freshness_policy.fail_window.to_timedelta() == dt.timedelta(hours=26)
+    sensors = {s.name for s in defs.sensors}
+    assert {"alert_on_run_failure", "alert_on_check_failure"} <= sensors
