@@ -26,4 +26,4 @@ sample: $(STAMP)
 	$(BIN)/profiles sample --persons 2000 --seed 42 --out data/sample
 
 clean:
-	rm -rf data/warehouse data/exports data/models
+	rm -rf data/warehouse data/serving data/exports data/models
