@@ -33,12 +33,13 @@ def _raw_asset(entity_name: str) -> AssetsDefinition:
                 if problems:
                     raise ConfigError(f"{cfg.config_path}:\n  " + "\n  ".join(problems))
                 mapping = {f: m.column for f, m in src.mapping().items()}
+                optional = frozenset(f for f, m in src.mapping().items() if m.optional)
                 salt = pii_salt(cfg.warehouse_path)  # recognises rows of forgotten persons
                 loaded_at = dt.datetime.now()
                 for path in cfg.source_files(entity_name):
                     try:
                         result = load_file(con, entity_name, path, src.read_options(), mapping,
-                                           loaded_at, context.run_id, salt)
+                                           loaded_at, context.run_id, salt, optional)
                     except ExportFileError as exc:
                         # An unreadable file must not stop the good files: record it and go on;
                         # it is retried on the next run (it is not in the registry).

@@ -45,6 +45,9 @@ class _Strict(BaseModel):
 class FieldMapping(_Strict):
     column: str
     unit: Literal["yuan", "fen"] = "yuan"  # amounts exported in fen (分) are divided by 100
+    # An optional column may be absent from a file (older exports, before the CRM had it):
+    # the field is NULL for that file instead of stopping the run as schema drift.
+    optional: bool = False
 
 
 class SourceConfig(_Strict):
@@ -338,6 +341,7 @@ def check_source_headers(cfg: ProfilesConfig, only: str | None = None) -> list[s
             except (ExportFileError, OSError, UnicodeError):
                 continue  # an unreadable file is not a config problem: the loader records it
             missing = {f: fm.column for f, fm in mapping.items() if fm.column not in header
+                       and not fm.optional
                        and (src.format != "jsonl" or ENTITIES[name].field(f).required)}
             if missing:
                 unmapped = sorted(header - {fm.column for fm in mapping.values()})

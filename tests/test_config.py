@@ -47,3 +47,17 @@ def test_typo_in_a_setting_is_named(tmp_path):
 
     with pytest.raises(ConfigError, match=r"sources → erp_orders → header_rows: Extra inputs"):
         load_config(write_config(tmp_path, typo))
+
+
+def test_an_optional_column_may_be_absent_from_an_export(workdir):
+    def optional(data):
+        data["sources"]["crm_customers"]["columns"]["marketing_consent"] = {
+            "column": "营销同意", "optional": True}
+
+    preflight(load_config(write_config(workdir / "a", optional)))  # no error
+
+    def required(data):
+        data["sources"]["crm_customers"]["columns"]["marketing_consent"] = "营销同意"
+
+    with pytest.raises(ConfigError, match="lacks mapped column"):
+        preflight(load_config(write_config(workdir / "b", required)))

@@ -68,8 +68,10 @@ def is_registered(con, sha256: str, entity: str) -> bool:
 
 
 def load_file(con, entity_name: str, path: Path, opts: ReadOptions, mapping: dict[str, str],
-              loaded_at: dt.datetime, run_id: str = "", salt: str = "") -> FileLoad:
-    """Append one export file to raw.<entity>. ``mapping``: canonical field → export column."""
+              loaded_at: dt.datetime, run_id: str = "", salt: str = "",
+              optional: frozenset[str] = frozenset()) -> FileLoad:
+    """Append one export file to raw.<entity>. ``mapping``: canonical field → export column;
+    ``optional``: fields whose column may be absent (NULL for this file)."""
     sha = file_sha256(path)
     if is_registered(con, sha, entity_name):
         return FileLoad(entity_name, str(path), sha, 0, 0, 0, skipped=True)
@@ -77,7 +79,7 @@ def load_file(con, entity_name: str, path: Path, opts: ReadOptions, mapping: dic
     with tempfile.TemporaryDirectory(prefix="profiles_read_") as workdir:
         result = read_export(con, path, opts, "_read", Path(workdir), keys=list(mapping.values()))
     present = set(result.columns)
-    missing = {f: c for f, c in mapping.items() if c not in present}
+    missing = {f: c for f, c in mapping.items() if c not in present and f not in optional}
     # JSON Lines omit absent keys (unionid, phone): only a missing *required* key is drift.
     if opts.format == "jsonl":
         missing = {f: c for f, c in missing.items() if entity.field(f).required}
