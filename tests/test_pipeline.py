@@ -221,3 +221,26 @@ def test_every_profile_column_is_in_the_data_dictionary(wh):
     described = dict(wh.execute("SELECT column_name, meaning FROM profile.data_dictionary "
                                 "WHERE table_name = 'profile.customer_profile'").fetchall())
     assert set(columns) == set(described) and all(described.values())
+
+
+def test_features_for_a_training_sample_equal_everyones_on_that_sample(built, tmp_path):
+    import shutil
+
+    from transforms.features import build_features
+    from transforms.normalize import register_normalizers
+
+    copy = tmp_path / "w.duckdb"
+    shutil.copy(built["root"] / "warehouse" / "profiles.duckdb", copy)
+    con = duckdb.connect(str(copy))
+    register_normalizers(con)
+    cutoff = dt.date(2026, 9, 1)
+    build_features(con, cutoff, "features.everyone")
+    con.execute("CREATE TABLE _two AS SELECT customer_id FROM core.customers ORDER BY 1 LIMIT 2")
+    assert build_features(con, cutoff, "features.sampled", population="_two") == 2
+    # Everything but the percentile scores (relative to the population they rank) agrees.
+    relative = "r_score, f_score, m_score, engagement_score, influence_score, rfm_segment"
+    diff = con.execute(f"""SELECT count(*) FROM (
+        SELECT * EXCLUDE ({relative}) FROM features.sampled
+        EXCEPT SELECT * EXCLUDE ({relative}) FROM features.everyone)""").fetchall()
+    con.close()
+    assert diff == [(0,)]

@@ -78,15 +78,21 @@ FEATURES: dict[str, tuple[str, str]] = {
 }
 
 
-def build_features(con, snapshot: dt.date, table: str = "features.customer_features") -> int:
+def build_features(con, snapshot: dt.date, table: str = "features.customer_features",
+                   population: str | None = None) -> int:
     """``table`` (features.customer_features) as of ``snapshot``: facts after it are ignored,
-    so the same code gives the features of a past cutoff for training models."""
+    so the same code gives the features of a past cutoff for training models. ``population``:
+    a table of customer_ids to compute them for (a training sample) instead of everyone;
+    percentile scores are then relative to that sample."""
     con.execute("CREATE SCHEMA IF NOT EXISTS features")
+    src = {t: f"core.{t}" if population is None else
+           f"(SELECT * FROM core.{t} WHERE customer_id IN (SELECT customer_id FROM {population}))"
+           for t in ("customers", "order_lines", "followups", "opportunity_stages", "wechat_events")}
     con.execute(
         f"""CREATE OR REPLACE TABLE {table} AS
         WITH params AS (SELECT $snap::DATE AS snap, ($snap::DATE + 1)::TIMESTAMP AS cutoff),
         lines AS (
-            SELECT l.* FROM core.order_lines l, params
+            SELECT l.* FROM {src['order_lines']} l, params
             WHERE customer_id IS NOT NULL AND ordered_at < cutoff),
         orders AS (
             SELECT customer_id, order_id, channel, min(ordered_at) AS ordered_at,
@@ -140,7 +146,7 @@ def build_features(con, snapshot: dt.date, table: str = "features.customer_featu
             SELECT customer_id,
                    count(*) FILTER (WHERE followup_at >= snap - 90) AS followups_90d,
                    datediff('day', max(followup_at)::DATE, snap) AS days_since_followup
-            FROM core.followups, params
+            FROM {src['followups']}, params
             WHERE customer_id IS NOT NULL AND followup_at < cutoff GROUP BY customer_id, snap),
         opp AS (
             SELECT customer_id,
@@ -148,13 +154,13 @@ def build_features(con, snapshot: dt.date, table: str = "features.customer_featu
                    datediff('day', max(entered_at)::DATE, any_value(snap)) AS days_in_stage,
                    count(DISTINCT opportunity_code) FILTER (WHERE stage = '赢单') AS opportunities_won,
                    count(DISTINCT opportunity_code) FILTER (WHERE stage = '输单') AS opportunities_lost
-            FROM core.opportunity_stages, params
+            FROM {src['opportunity_stages']}, params
             WHERE customer_id IS NOT NULL AND entered_at < cutoff GROUP BY customer_id),
         dwell AS (
             SELECT customer_id, avg(datediff('day', entered_at, left_at)) AS avg_stage_dwell_days
             FROM (SELECT customer_id, entered_at, lead(entered_at) OVER (
                       PARTITION BY opportunity_code ORDER BY entered_at) AS left_at
-                  FROM core.opportunity_stages, params
+                  FROM {src['opportunity_stages']}, params
                   WHERE customer_id IS NOT NULL AND entered_at < cutoff)
             WHERE left_at IS NOT NULL GROUP BY customer_id),
         wx AS (
@@ -165,11 +171,11 @@ def build_features(con, snapshot: dt.date, table: str = "features.customer_featu
                        AS article_reads_90d,
                    count(*) FILTER (WHERE event_type = 'share' AND event_at >= snap - 30) AS shares_30d,
                    count(*) FILTER (WHERE event_type = 'share' AND event_at >= snap - 90) AS shares_90d
-            FROM core.wechat_events, params
+            FROM {src['wechat_events']}, params
             WHERE customer_id IS NOT NULL AND event_at < cutoff GROUP BY customer_id),
         referred AS (  -- an invitation counts when the invited openid became a known follower
             SELECT e.customer_id, count(DISTINCT e.invited_openid) AS referrals
-            FROM core.wechat_events e, params
+            FROM {src['wechat_events']} e, params
             JOIN identity.customer_map m ON m.source = 'wechat' AND m.source_key = e.invited_openid
             WHERE e.event_type = 'referral' AND e.customer_id IS NOT NULL AND e.event_at < cutoff
             GROUP BY e.customer_id),
@@ -207,7 +213,7 @@ def build_features(con, snapshot: dt.date, table: str = "features.customer_featu
                    coalesce(w.article_reads_90d, 0) AS article_reads_90d,
                    coalesce(w.shares_30d, 0) AS shares_30d, coalesce(w.shares_90d, 0) AS shares_90d,
                    coalesce(r.referrals, 0) AS referrals
-            FROM core.customers c CROSS JOIN params p
+            FROM {src['customers']} c CROSS JOIN params p
             LEFT JOIN value v USING (customer_id) LEFT JOIN spend s USING (customer_id)
             LEFT JOIN categories g USING (customer_id) LEFT JOIN follow f USING (customer_id)
             LEFT JOIN hour_bands hb USING (customer_id) LEFT JOIN dwell d USING (customer_id)

@@ -28,6 +28,7 @@ from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostin
 from sklearn.metrics import mean_absolute_error, roc_auc_score, root_mean_squared_error
 
 from transforms.features import build_features
+from transforms.sql import fetch_scalar
 
 CHURN_HORIZON_DAYS = 90
 CLV_HORIZON_DAYS = 365
@@ -78,9 +79,11 @@ def cutoffs_for(snapshot: dt.date, first_fact: dt.date | None, horizon: int, cou
     return [c for c in [holdout, *training] if (c - first_fact).days >= min_history]
 
 
-def _labelled(con, cutoff: dt.date, horizon: int, population: str) -> pa.Table:
-    """Features as of ``cutoff`` and what happened in the ``horizon`` days after it."""
-    build_features(con, cutoff, "features._asof")
+def _labelled(con, cutoff: dt.date, horizon: int, population: str,
+              sample: str | None = None) -> pa.Table:
+    """Features as of ``cutoff`` and what happened in the ``horizon`` days after it, for the
+    customers in ``sample`` (a table of ids) or everyone."""
+    build_features(con, cutoff, "features._asof", population=sample)
     return con.sql(
         f"""WITH future AS (
             SELECT customer_id,
@@ -105,6 +108,18 @@ def _matrix(table: pa.Table) -> np.ndarray:
                             for c in MODEL_FEATURES])
 
 
+def _training_sample(con, size: int, seed: int) -> str | None:
+    """Past features are built for at most ``size`` customers (a reproducible pseudo-random
+    choice by hashed id): at a million customers, six as-of feature builds of everyone cost
+    minutes, and the models only ever see a bounded sample anyway."""
+    if fetch_scalar(con, "SELECT count(*) FROM core.customers") <= size:
+        return None
+    con.execute(f"""CREATE OR REPLACE TEMP TABLE _training_population AS
+        SELECT customer_id FROM core.customers ORDER BY hash(customer_id || '{int(seed)}')
+        LIMIT {int(size)}""")
+    return "_training_population"
+
+
 def _history(con, name: str, snapshot: dt.date, horizon: int, population: str, cfg) -> tuple[
         ModelReport, pa.Table | None, pa.Table | None]:
     """The model's report (cutoffs; the reason when it cannot be trained), its training rows
@@ -120,8 +135,10 @@ def _history(con, name: str, snapshot: dt.date, horizon: int, population: str, c
             f"{cfg.min_history_days} days of orders behind them (orders from {first}, "
             f"snapshot {snapshot})")
         return report, None, None
-    holdout = _labelled(con, cutoffs[0], horizon, population)
-    train = pa.concat_tables([_labelled(con, c, horizon, population) for c in cutoffs[1:]])
+    sample = _training_sample(con, cfg.max_training_rows, cfg.seed)
+    holdout = _labelled(con, cutoffs[0], horizon, population, sample)
+    train = pa.concat_tables([_labelled(con, c, horizon, population, sample)
+                              for c in cutoffs[1:]])
     if train.num_rows > cfg.max_training_rows:  # a bounded sample fits in memory at any size
         rng = np.random.default_rng(cfg.seed)
         train = train.take(np.sort(rng.choice(train.num_rows, cfg.max_training_rows,
