@@ -274,3 +274,20 @@ def test_a_failed_run_posts_a_robot_message(monkeypatch):
     content = message["text"]["content"]
     assert content.startswith("客户画像 ") and "nightly" in content
     assert "load_erp_orders" in content and "orders_99.xlsx" in content
+
+
+def test_recovery_undoes_what_a_publish_killed_between_renames_left(tmp_path):
+    from transforms.export import recover_exports
+
+    profile, tags, latest = (tmp_path / n for n in ("profile", "customer_tags", "latest"))
+    for folder in (profile / ".tmp-snapshot_date=2026-11-21-aaaa1111",
+                   profile / ".old-snapshot_date=2026-11-20-bbbb2222",  # new one never arrived
+                   tags / "snapshot_date=2026-11-20",
+                   tags / ".old-snapshot_date=2026-11-20-cccc3333", latest):  # replaced
+        folder.mkdir(parents=True)
+    (profile / ".old-snapshot_date=2026-11-20-bbbb2222" / "data.parquet").write_text("old")
+    os.symlink("../profile/snapshot_date=2026-11-20/data.parquet", latest / ".profile.dddd4444")
+    recover_exports(tmp_path)
+    assert hidden_files(tmp_path) == []
+    assert (profile / "snapshot_date=2026-11-20" / "data.parquet").read_text() == "old"
+    assert (tags / "snapshot_date=2026-11-20").is_dir()

@@ -78,6 +78,10 @@ def recover_exports(exports_dir: Path) -> list[str]:
         for hidden in sorted(table_dir.glob(".tmp-*")):
             shutil.rmtree(hidden, ignore_errors=True)
             actions.append(f"removed {hidden}")
+        if table_dir.name == "latest":  # a symlink made but not yet renamed over the old one
+            for link in sorted(table_dir.glob(".*")):
+                link.unlink()
+                actions.append(f"removed {link}")
         for old in sorted(table_dir.glob(".old-*")):
             partition = table_dir / old.name[len(".old-"):].rsplit("-", 1)[0]
             if partition.exists():
