@@ -29,7 +29,6 @@ from transforms.quality_suites import (
     staging_suites,
 )
 from transforms.schema import ENTITIES
-from transforms.sql import table_exists
 
 
 def run_suites(context, warehouse: Warehouse, check_name: str, build_suites) -> list[Outcome]:
@@ -44,11 +43,9 @@ def run_suites(context, warehouse: Warehouse, check_name: str, build_suites) -> 
             (context.op_execution_context.run_id, now, check_name, o.suite, o.expectation, o.column, o.success,
              json.dumps(o.observed, ensure_ascii=False), o.unexpected_count,
              json.dumps(o.unexpected_sample, ensure_ascii=False), o.error) for o in outcomes])
-        for suite in suites:
-            schema, _, name = suite.source.partition(".")
-            if name and " " not in suite.source and table_exists(con, schema, name):
-                con.execute("INSERT INTO quality.row_counts SELECT ?, ?, count(*), ? FROM "
-                            f"{suite.source}", [suite.source, context.op_execution_context.run_id, now])
+        for suite in (s for s in suites if s.is_table):
+            con.execute("INSERT INTO quality.row_counts SELECT ?, ?, count(*), ? FROM "
+                        f"{suite.source}", [suite.source, context.op_execution_context.run_id, now])
     for o in outcomes:
         if not o.success:
             context.log.warning(f"{o.suite}: {o.describe()}")

@@ -16,8 +16,9 @@ from transforms.export import (
     stage_exports,
 )
 from transforms.history import record_history
-from transforms.privacy import masked_select, pii_salt, table_columns
+from transforms.privacy import masked_select, pii_salt
 from transforms.serving import build_serving_file, swap_into_place
+from transforms.sql import describe, quote_ident
 from transforms.summary import run_summary
 
 # export name → working table. Column names and types are fixed by transforms/export_contract.json.
@@ -41,9 +42,9 @@ def export_selects(con, salt: str | None) -> dict[str, str]:
     partition folder, not a column (readers would see it twice)."""
     selects = {}
     for name, table in EXPORTS.items():
-        columns = [c for c in table_columns(con, table) if c != "snapshot_date"]
+        columns = [c for c in describe(con, table) if c != "snapshot_date"]
         selects[name] = (masked_select(columns, table, salt) if salt is not None else
-                         f"SELECT {', '.join(columns)} FROM {table}")
+                         f"SELECT {', '.join(map(quote_ident, columns))} FROM {table}")
     return selects
 
 

@@ -149,12 +149,13 @@ def cmd_export_contract(args) -> int:
 
     from assets.publish import export_selects
     from pipelines.resources import open_warehouse
-    from transforms.export import CONTRACT_PATH, contract_problems, load_contract, query_schema
+    from transforms.export import CONTRACT_PATH, contract_problems, load_contract
+    from transforms.sql import describe
 
     cfg = load_config(args.config)
     con = open_warehouse(cfg, read_only=True)
     try:
-        schemas = {name: query_schema(con, sql)
+        schemas = {name: describe(con, sql)
                    for name, sql in export_selects(con, salt="contract").items()}
     finally:
         con.close()
@@ -179,11 +180,10 @@ def cmd_export_contract(args) -> int:
 def cmd_forget(args) -> int:
     """Remove a person from the warehouse, the serving file and every Parquet export."""
     from pipelines.resources import open_warehouse
-    from transforms.export import partitions, rewrite_partition
+    from transforms.export import drop_customers
     from transforms.forget import forget
-    from transforms.privacy import customer_key_sql, pii_salt
+    from transforms.privacy import pii_salt
     from transforms.serving import build_serving_file, swap_into_place
-    from transforms.sql import quote_literal
 
     if not (args.phone or args.email or args.customer_id):
         print("error: give --phone, --email or --customer-id", file=sys.stderr)
@@ -194,17 +194,7 @@ def cmd_forget(args) -> int:
     try:
         report = forget(con, salt, args.phone, args.email,
                         args.customer_id.strip().upper() if args.customer_id else None)
-        removed_from_exports = 0
-        if report.customer_ids:
-            keys = ", ".join(quote_literal(k) for (k,) in con.execute(
-                f"SELECT {customer_key_sql('c', salt)} FROM unnest(?::VARCHAR[]) t(c)",
-                [report.customer_ids]).fetchall())
-            for parquet in partitions(cfg.exports_dir):
-                columns = [r[0] for r in con.execute(
-                    "SELECT name FROM parquet_schema(?)", [str(parquet)]).fetchall()]
-                if "customer_key" in columns:
-                    removed_from_exports += rewrite_partition(
-                        con, parquet, f"customer_key NOT IN ({keys})")
+        removed_from_exports = drop_customers(con, cfg.exports_dir, report.customer_ids, salt)
         if cfg.serving_path.exists():  # republish without the person
             snapshot = con.execute("SELECT max(snapshot_date) FROM profile.customer_profile"
                                    ).fetchall()[0][0]

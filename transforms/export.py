@@ -26,7 +26,8 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from transforms.sql import quote_literal
+from transforms.privacy import customer_key_sql
+from transforms.sql import describe, quote_literal
 
 CONTRACT_PATH = Path(__file__).with_name("export_contract.json")
 _PARTITION = re.compile(r"^snapshot_date=(\d{4}-\d{2}-\d{2})$")
@@ -48,11 +49,6 @@ def load_contract(path: Path = CONTRACT_PATH) -> dict:
     if not path.exists():
         return {"version": 0, "tables": {}}
     return json.loads(path.read_text(encoding="utf-8"))
-
-
-def query_schema(con, select_sql: str) -> dict[str, str]:
-    """Column → type, in order."""
-    return {name: str(dtype) for name, dtype, *_ in con.execute(f"DESCRIBE {select_sql}").fetchall()}
 
 
 def contract_problems(name: str, have: dict[str, str], contract: dict) -> list[str]:
@@ -98,7 +94,7 @@ def stage_exports(con, selects: dict[str, str], exports_dir: Path, snapshot: dt.
     """Write every export to a hidden folder beside its target; nothing is visible yet."""
     if contract is not None:
         problems = [p for name, sql in selects.items()
-                    for p in contract_problems(name, query_schema(con, sql), contract)]
+                    for p in contract_problems(name, describe(con, sql), contract)]
         if problems:
             raise ExportContractError(
                 "exports differ from the contract (transforms/export_contract.json):\n  "
@@ -160,13 +156,26 @@ def prune_exports(exports_dir: Path, snapshot: dt.date, retention_days: int) -> 
     return removed
 
 
-def partitions(exports_dir: Path) -> list[Path]:
-    return sorted(exports_dir.glob("*/snapshot_date=*/data.parquet"))
+def drop_customers(con, exports_dir: Path, customer_ids: list[str], salt: str) -> int:
+    """Remove these customers' rows from every published partition keyed by ``customer_key``
+    (used to forget a person); returns the rows removed."""
+    if not customer_ids:
+        return 0
+    keys = ", ".join(quote_literal(k) for (k,) in con.execute(
+        f"SELECT {customer_key_sql('c', salt)} FROM unnest(?::VARCHAR[]) t(c)",
+        [customer_ids]).fetchall())
+    removed = 0
+    for parquet in sorted(exports_dir.glob("*/snapshot_date=*/data.parquet")):
+        columns = [r[0] for r in con.execute("SELECT name FROM parquet_schema(?)",
+                                             [str(parquet)]).fetchall()]
+        if "customer_key" in columns:
+            removed += _rewrite_partition(con, parquet, f"customer_key NOT IN ({keys})")
+    return removed
 
 
-def rewrite_partition(con, parquet: Path, where_sql: str) -> int:
-    """Rewrite one published file keeping only rows matching ``where_sql`` (used to forget a
-    person); written aside and renamed over the old file. Returns the rows removed."""
+def _rewrite_partition(con, parquet: Path, where_sql: str) -> int:
+    """Rewrite one published file keeping only rows matching ``where_sql``, written aside and
+    renamed over the old file. Returns the rows removed."""
     src = quote_literal(str(parquet))
     src = f"read_parquet({src}, hive_partitioning = false)"
     before = con.execute(f"SELECT count(*) FROM {src}").fetchall()[0][0]

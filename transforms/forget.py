@@ -19,8 +19,13 @@ import datetime as dt
 import uuid
 from dataclasses import dataclass, field
 
-from transforms.privacy import IDENTIFIER_FIELDS, identifier_hash_sql, normalised_sql
-from transforms.sql import fetch_scalar, quote_ident, quote_literal, table_exists
+from transforms.privacy import (
+    IDENTIFIER_FIELDS,
+    identifier_hash_sql,
+    normalised_sql,
+    tombstone_hash_sql,
+)
+from transforms.sql import describe, fetch_scalar, quote_ident, quote_literal, table_exists
 
 _BASE_TABLES = """(table_catalog, table_schema, table_name) IN (
     SELECT (table_catalog, table_schema, table_name) FROM information_schema.tables
@@ -92,15 +97,16 @@ def _forget(con, salt: str, phone: str | None, email: str | None,
     identifiers = fetch_scalar(con, "SELECT count(*) FROM _forget_ids WHERE value IS NOT NULL")
     con.execute(
         f"""INSERT INTO privacy.tombstones
-        SELECT DISTINCT kind, sha256({quote_literal(salt)} || kind || ':' || value), ?, ?
-        FROM _forget_ids WHERE value IS NOT NULL
-          AND sha256({quote_literal(salt)} || kind || ':' || value) NOT IN
-              (SELECT key_hash FROM privacy.tombstones)""",
+        SELECT DISTINCT kind, key_hash, ?, ? FROM (
+            SELECT kind, {tombstone_hash_sql('kind', 'value', salt)} AS key_hash
+            FROM _forget_ids WHERE value IS NOT NULL)
+        WHERE key_hash NOT IN (SELECT key_hash FROM privacy.tombstones)""",
         [dt.datetime.now(), request])
     report = ForgetReport(request, customers, identifiers)
-    _delete_raw_and_staging(con, salt, report)
+    needles = _needles(con)
+    _delete_raw_and_staging(con, salt, needles, report)
     _delete_by_customer(con, customers, report)
-    _sweep(con, report)
+    _sweep(con, needles, report)
     con.execute("INSERT INTO privacy.forget_log VALUES (?, ?, ?, ?, ?)",
                 [request, dt.datetime.now(), len(customers), identifiers,
                  sum(report.rows_removed.values()) + sum(report.swept.values())])
@@ -142,17 +148,16 @@ def _collect_identifiers(con, customers: list[str]) -> None:
         UNION SELECT 'unionid', unionid FROM recs UNION SELECT 'crm_code', crm_code FROM recs""")
 
 
-def _delete_raw_and_staging(con, salt: str, report: ForgetReport) -> None:
+def _delete_raw_and_staging(con, salt: str, needles: list[str], report: ForgetReport) -> None:
     con.execute("""CREATE OR REPLACE TEMP TABLE _forgotten_rows (
         entity VARCHAR, file_sha256 VARCHAR, row_number BIGINT)""")
-    needles = _needles(con)
     for entity in IDENTIFIER_FIELDS:
         if not table_exists(con, "raw", entity):
             continue
         cols = {f: f for f, _ in IDENTIFIER_FIELDS[entity]}
         # The identifiers in their fields (any spelling: hashed after normalising), or a phone
         # or email written into another field (a remark, an address).
-        text = [c for c, t, *_ in con.execute(f"DESCRIBE raw.{entity}").fetchall()
+        text = [c for c, t in describe(con, f"raw.{entity}").items()
                 if t == "VARCHAR" and not c.startswith("_")]
         condition = " OR ".join([tombstone_filter_sql(entity, cols, salt)] + [
             f"contains({quote_ident(c)}, {quote_literal(n)})" for c in text for n in needles])
@@ -193,12 +198,11 @@ def _delete_by_customer(con, customers: list[str], report: ForgetReport) -> None
             report.rows_removed[table] = report.rows_removed.get(table, 0) + n
 
 
-def _sweep(con, report: ForgetReport) -> None:
+def _sweep(con, needles: list[str], report: ForgetReport) -> None:
     """Any text column of any table still holding an identifier (exact value, or a phone's
     11 digits / an email inside a longer text such as a quarantined row or a check sample)."""
     values = [r[0] for r in con.execute(
         "SELECT DISTINCT value FROM _forget_ids WHERE value IS NOT NULL").fetchall()]
-    needles = _needles(con)
     if not values:
         return
     exact = ", ".join(quote_literal(v) for v in values)

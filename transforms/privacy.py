@@ -68,10 +68,14 @@ def normalised_sql(kind: str, column_sql: str) -> str:
     return _NORMALISE[kind].format(column_sql, column_sql)
 
 
+def tombstone_hash_sql(kind_sql: str, value_sql: str, salt: str) -> str:
+    """SQL for the tombstone hash of a normalised identifier (NULL when the value is NULL)."""
+    return f"sha256({quote_literal(salt)} || {kind_sql} || ':' || {value_sql})"
+
+
 def identifier_hash_sql(kind: str, column_sql: str, salt: str) -> str:
-    """SQL for the tombstone hash of a raw value of this kind (NULL when the value is empty)."""
-    value = normalised_sql(kind, column_sql)
-    return f"sha256({quote_literal(salt + kind + ':')} || {value})"
+    """SQL for the tombstone hash of a raw value of this kind."""
+    return tombstone_hash_sql(quote_literal(kind), normalised_sql(kind, column_sql), salt)
 
 
 def customer_key_sql(column_sql: str, salt: str) -> str:
@@ -110,6 +114,3 @@ def masked_select(columns: list[str], table: str, salt: str | None) -> str:
             parts.append(quote_ident(col))
     return f"SELECT {', '.join(parts)} FROM {table}"
 
-
-def table_columns(con, table: str) -> list[str]:
-    return [r[0] for r in con.execute(f"DESCRIBE {table}").fetchall()]

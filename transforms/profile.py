@@ -6,7 +6,7 @@ import pyarrow as pa
 
 from transforms.features import FEATURES
 from transforms.predict import PREDICTIONS
-from transforms.sql import fetch_scalar
+from transforms.sql import describe, fetch_scalar
 
 # The profile's own columns (features and predictions are documented where they are computed).
 PROFILE_COLUMNS: dict[str, tuple[str, str]] = {
@@ -63,7 +63,7 @@ def build_profile(con, snapshot, consent_required: bool = True) -> int:
 def _data_dictionary(con) -> None:
     """profile.data_dictionary: every column of the profile with its meaning and unit."""
     documented = {**PROFILE_COLUMNS, **FEATURES, **PREDICTIONS}
-    columns = [r[0] for r in con.execute("DESCRIBE profile.customer_profile").fetchall()]
+    columns = list(describe(con, "profile.customer_profile"))
     con.register("_dictionary", pa.table({
         "table_name": ["profile.customer_profile"] * len(columns),
         "column_name": columns,

@@ -26,6 +26,10 @@ class Suite:
     # lists every unexpected row: only for queries with a row per file).
     index_column: str | None = None
 
+    @property
+    def is_table(self) -> bool:
+        return not self.source.lstrip().upper().startswith("SELECT")
+
 
 @dataclass
 class Outcome:
@@ -53,13 +57,12 @@ class Outcome:
 
 def validate(db_path: Path, suites: list[Suite]) -> list[Outcome]:
     import great_expectations as gx
+    from great_expectations.data_context.types.base import ProgressBarsConfig
     from sqlalchemy.pool import NullPool
 
     from transforms import gx_duckdb
 
     gx_duckdb.install()
-    from great_expectations.data_context.types.base import ProgressBarsConfig
-
     context = gx.get_context(mode="ephemeral")
     context.variables.progress_bars = ProgressBarsConfig(globally=False)  # no bars in run logs
     datasource = context.data_sources.add_sql(
@@ -69,8 +72,7 @@ def validate(db_path: Path, suites: list[Suite]) -> list[Outcome]:
     for i, suite in enumerate(suites):
         # A table goes in as a query too (GX's table asset drops the schema in some metrics),
         # of only the columns the expectations read: GX re-runs it for every metric.
-        query = (suite.source if suite.source.lstrip().upper().startswith("SELECT")
-                 else f"SELECT {_columns_read(suite)} FROM {suite.source}")
+        query = f"SELECT {_columns_read(suite)} FROM {suite.source}" if suite.is_table else suite.source
         asset = datasource.add_query_asset(name=f"q{i}", query=query)
         batch = asset.add_batch_definition_whole_table("all").get_batch()
         expectation_suite = gx.ExpectationSuite(name=f"suite{i}", expectations=suite.expectations)

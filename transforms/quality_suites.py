@@ -14,7 +14,7 @@ import math
 
 from transforms.quality import Suite
 from transforms.schema import ENTITIES
-from transforms.sql import fetch_scalar, quote_literal, table_exists
+from transforms.sql import fetch_scalar, quote_literal
 
 E164 = r"^\+[1-9][0-9]{6,14}$"
 
@@ -36,8 +36,7 @@ def ensure_quality_schema(con) -> None:
 
 
 def previous_rows(con, table: str, run_id: str) -> int | None:
-    if not table_exists(con, "quality", "row_counts"):
-        return None
+    """Rows of ``table`` at the last other run (quality.row_counts exists: see run_suites)."""
     return fetch_scalar(con, """SELECT rows FROM quality.row_counts
         WHERE table_name = ? AND run_id <> ? ORDER BY recorded_at DESC LIMIT 1""", [table, run_id])
 

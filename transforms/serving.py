@@ -17,8 +17,8 @@ from pathlib import Path
 
 import duckdb
 
-from transforms.privacy import masked_select, table_columns
-from transforms.sql import quote_literal
+from transforms.privacy import masked_select
+from transforms.sql import describe, quote_literal
 
 # Tables copied whole (schema.table); every table of the marts schema is copied as well.
 SERVED_TABLES = [
@@ -64,7 +64,7 @@ def build_serving_file(con, serving_path: Path, run_id: str, snapshot: dt.date) 
             "?::DATE AS snapshot_date, now()::TIMESTAMP AS published_at, ?::VARCHAR[] AS tables",
             [run_id, snapshot, tables])
         # The view SQL is stored in the file: built from the serving file's own tables.
-        views = {name: masked_select(table_columns(con, source), source, salt=None)
+        views = {name: masked_select(list(describe(con, source)), source, salt=None)
                  for name, source in ANALYST_VIEWS.items()}
     finally:
         con.execute("DETACH _serving")

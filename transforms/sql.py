@@ -25,3 +25,8 @@ def table_exists(con, schema: str, table: str) -> bool:
             [schema, table],
         )
     )
+
+
+def describe(con, relation: str) -> dict[str, str]:
+    """Column → type of a table or a SELECT, in order."""
+    return {name: str(dtype) for name, dtype, *_ in con.execute(f"DESCRIBE {relation}").fetchall()}
