@@ -32,12 +32,14 @@ def customer_predictions(context: AssetExecutionContext, warehouse: Warehouse) -
     cfg = warehouse.config
     snapshot = cfg.resolved_snapshot_date()
     with warehouse.connect() as con:
-        reports = build_predictions(con, snapshot, cfg.models, cfg.models_dir, context.run_id)
+        reports = build_predictions(con, snapshot, cfg.models, cfg.models_dir, context.run_id,
+                                    retrain=warehouse.full_rebuild)
         meta = table_metadata(con, "features.customer_predictions")
     for r in reports:
         if not r.trained:
             context.log.warning(f"{r.name} model not trained: {r.reason}; its column is NULL")
         meta[f"{r.name}/trained"] = MetadataValue.bool(r.trained)
+        meta[f"{r.name}/reused_saved_model"] = MetadataValue.bool(r.reused)
         meta[f"{r.name}/detail"] = MetadataValue.json(r.as_dict())
         for name, value in r.metrics.items():
             meta[f"{r.name}/{name}"] = MetadataValue.float(value)

@@ -21,8 +21,10 @@ from transforms.identity_score import score_identity
 def customer_identity(context: AssetExecutionContext, warehouse: Warehouse) -> MaterializeResult:
     cfg = warehouse.config.identity
     truth = warehouse.config.ground_truth_path
+    timings: dict[str, float] = {}
     with warehouse.connect() as con:
-        stats = resolve_identities(con, cfg, context.run_id, dt.datetime.now())
+        stats = resolve_identities(con, cfg, context.run_id, dt.datetime.now(),
+                                   full=warehouse.full_rebuild, timings=timings)
         hubs = con.execute("""SELECT key_type, key_value, records, distinct_names, reason
                               FROM identity.hub_keys ORDER BY records DESC""").fetchall()
         rules = dict(con.execute("SELECT rule, count(*) FROM identity.record_links "
@@ -44,6 +46,7 @@ def customer_identity(context: AssetExecutionContext, warehouse: Warehouse) -> M
                             "(identity.cluster_splits)")
     meta.update({name: MetadataValue.int(int(n)) for name, n in stats.items()})
     meta["links_by_rule"] = MetadataValue.json(rules)
+    meta["seconds_by_step"] = MetadataValue.json(timings)
     meta["hub_key_list"] = MetadataValue.md(
         "| type | value | records | names | reason |\n|---|---|---|---|---|\n"
         + "\n".join(f"| {t} | {_masked(v)} | {n} | {d} | {r} |" for t, v, n, d, r in hubs))

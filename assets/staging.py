@@ -23,7 +23,8 @@ def _staging_asset(entity_name: str) -> AssetsDefinition:
         units = {f: m.unit for f, m in src.mapping().items()} if src else {}
         with warehouse.connect() as con:
             ensure_staging_schema(con)
-            stats = build_staging(con, entity_name, mapping, units, cfg.phone_region)
+            stats = build_staging(con, entity_name, mapping, units, cfg.phone_region,
+                                  full=warehouse.full_rebuild)
             accounting = con.execute(
                 """SELECT source_file, rows_read, rows_staged, rows_quarantined, balanced
                 FROM staging.file_accounting WHERE entity = ? ORDER BY source_file""",
@@ -40,6 +41,8 @@ def _staging_asset(entity_name: str) -> AssetsDefinition:
             context.log.warning(f"quarantined {count} row(s): {reason}")
         meta.update({
             "rows_in": MetadataValue.int(stats.rows_in),
+            "rows_parsed_this_run": MetadataValue.int(stats.rows_parsed),
+            "full_rebuild": MetadataValue.bool(stats.full_rebuild),
             "rows_staged": MetadataValue.int(stats.rows_staged),
             "rows_quarantined": MetadataValue.int(stats.rows_quarantined),
             "value_issues": MetadataValue.int(stats.value_issues),

@@ -1,10 +1,13 @@
-"""Benchmark: generate N persons of exports (cached), run the nightly job exactly as Dagster
-does, and print per-asset wall time, total time, peak memory and the "floor" (DuckDB reading
-every input once with one GROUP BY per file).
+"""Benchmark: generate N persons of exports (cached), then run the nightly job exactly as
+Dagster does on two nights: night 1 is a full rebuild from an empty warehouse over every export
+except the last ``--new`` share of each file's records; night 2 is an incremental run when
+those records arrive as new files (bench/nights.py). Prints per-asset wall time for both
+nights side by side, totals, peak memory and the "floor" (DuckDB reading every input once with
+one GROUP BY per file).
 
     .venv/bin/python bench/build_bench.py --persons 100000
 
-Not a timed test: it prints figures and appends them to bench/results/build.csv.
+Not a timed test: it prints figures and appends them to bench/results/nightly.csv.
 """
 
 from __future__ import annotations
@@ -26,6 +29,8 @@ import fastexcel
 BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH.parent))
 
+from bench.nights import split_nights  # noqa: E402
+
 
 def ensure_dataset(persons: int, seed: int) -> Path:
     from pipelines.sample import generate
@@ -42,7 +47,7 @@ def floor_seconds(landing: Path) -> float:
     """Read every input file once and aggregate it: the least any pipeline must spend."""
     con = duckdb.connect()
     started = time.perf_counter()
-    for path in sorted(landing.rglob("*")):
+    for path in sorted(p.resolve() for p in landing.rglob("*") if p.is_file()):
         if path.suffix == ".csv" and path.name != "ground_truth.csv":
             src = path
             if "customers" in path.name or "opportunities" in path.name:  # GB18030: transcode
@@ -64,6 +69,15 @@ def floor_seconds(landing: Path) -> float:
             con.execute(f'SELECT "{arrow.column_names[0]}", count(*) FROM x GROUP BY ALL').fetchall()
             con.unregister("x")
     return time.perf_counter() - started
+
+
+def link_files(source: Path, landing: Path) -> None:
+    """Make ``source``'s export files appear in ``landing`` (as a source system drops them)."""
+    for path in source.rglob("*"):
+        if path.is_file():
+            target = landing / path.relative_to(source)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.symlink_to(path.resolve())
 
 
 def run_build(landing: Path, workdir: Path) -> tuple[float, dict[str, float]]:
@@ -92,30 +106,41 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--persons", type=int, default=100_000)
     parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--new", type=float, default=0.01,
+                        help="share of each export's records that arrive on night 2")
     args = parser.parse_args()
-    landing = ensure_dataset(args.persons, args.seed)
+    night1, night2 = split_nights(ensure_dataset(args.persons, args.seed), args.new)
     workdir = Path(tempfile.mkdtemp(prefix="profiles_bench_"))
+    landing = workdir / "landing"
     try:
+        link_files(night1, landing)
+        (landing / "ground_truth.csv").symlink_to(night1.parent / "ground_truth.csv")
+        full, full_steps = run_build(landing, workdir)
+        link_files(night2, landing)
+        incremental, incr_steps = run_build(landing, workdir)
         floor = floor_seconds(landing)
-        total, steps = run_build(landing, workdir)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     peak_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 / 1024
-    print(f"\n{'asset':<32}{'seconds':>10}")
-    for step, seconds in sorted(steps.items(), key=lambda kv: -kv[1]):
-        print(f"{step:<32}{seconds:>10.2f}")
-    print(f"\npersons {args.persons}, cores {os.cpu_count()}: total {total:.1f}s, floor "
-          f"{floor:.1f}s, total/floor {total / floor:.1f}, peak memory {peak_gb:.2f} GB")
-    results = BENCH / "results" / "build.csv"
+    print(f"\n{'asset':<40}{'full':>10}{'incremental':>13}")
+    for step in sorted(full_steps, key=lambda k: -full_steps[k]):
+        print(f"{step:<40}{full_steps[step]:>10.2f}{incr_steps.get(step, 0):>13.2f}")
+    share = incremental / full
+    print(f"\npersons {args.persons}, cores {os.cpu_count()}: full rebuild {full:.1f}s, "
+          f"incremental night ({args.new:.0%} new records) {incremental:.1f}s = {share:.1%} of "
+          f"full; floor {floor:.1f}s, full/floor {full / floor:.1f}, incremental/floor "
+          f"{incremental / floor:.1f}; peak memory {peak_gb:.2f} GB")
+    results = BENCH / "results" / "nightly.csv"
     results.parent.mkdir(exist_ok=True)
     new = not results.exists()
     with open(results, "a", newline="") as fh:
         writer = csv.writer(fh)
         if new:
-            writer.writerow(["date", "persons", "cores", "total_s", "floor_s", "ratio", "peak_gb"])
-        writer.writerow([dt.date.today().isoformat(), args.persons, os.cpu_count(),
-                         round(total, 1), round(floor, 1), round(total / floor, 1),
-                         round(peak_gb, 2)])
+            writer.writerow(["date", "persons", "cores", "new_share", "full_s", "incremental_s",
+                             "incremental_of_full", "floor_s", "full_to_floor", "peak_gb"])
+        writer.writerow([dt.date.today().isoformat(), args.persons, os.cpu_count(), args.new,
+                         round(full, 1), round(incremental, 1), round(share, 3),
+                         round(floor, 1), round(full / floor, 1), round(peak_gb, 2)])
 
 
 if __name__ == "__main__":

@@ -51,7 +51,9 @@ def cmd_build(args) -> int:
     log_level = os.environ.get("PROFILES_LOG_LEVEL", "INFO")
     result = job.execute_in_process(
         instance=instance, raise_on_error=False,
-        run_config={"loggers": {"console": {"config": {"log_level": log_level}}}})
+        run_config={"loggers": {"console": {"config": {"log_level": log_level}}},
+                    "resources": {"warehouse": {"config": {"config_path": args.config or "",
+                                                           "full_rebuild": args.full}}}})
     if not result.success:
         for event in result.all_events:
             if event.is_step_failure:
@@ -226,7 +228,10 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", help="config file (default: $PROFILES_CONFIG or profiles.yaml)")
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("build", help="materialise every asset once").set_defaults(func=cmd_build)
+    build = sub.add_parser("build", help="materialise every asset once")
+    build.add_argument("--full", action="store_true",
+                       help="restage every raw row and retrain the models (default: incremental)")
+    build.set_defaults(func=cmd_build)
     sub.add_parser("check", help="validate config, export headers and tag rules"
                    ).set_defaults(func=cmd_check)
     sub.add_parser("dev", help="start the Dagster UI on localhost:3000").set_defaults(func=cmd_dev)

@@ -123,6 +123,11 @@ class IdentityConfig(_Strict):
     match_probability: float = Field(0.6, gt=0.5, lt=1.0)
     # A cluster larger than this is split on its weakest links (and reported).
     max_cluster_records: int = Field(12, ge=2)
+    # Incremental nights: when at most this share of records is new or changed, the stored
+    # Splink model scores only their pairs; more than that (or a model older than
+    # model_retrain_days, or `profiles build --full`) retrains and rescores everything.
+    incremental_max_changed_share: float = Field(0.2, ge=0.0, le=1.0)
+    model_retrain_days: int = Field(7, ge=0)
     # Optional ground truth (source, source_key, person_id, evidence), relative to the landing
     # root: when present, every run scores identity resolution against it.
     ground_truth: Path | None = None
@@ -197,6 +202,7 @@ class ModelsConfig(_Strict):
     min_history_days: int = Field(180, ge=0)  # orders needed before a cutoff
     max_training_rows: int = Field(200_000, ge=1_000)
     seed: int = 0
+    retrain_days: int = Field(7, ge=0)  # nights in between score with the saved model; 0 = always
 
 
 class ProfilesConfig(_Strict):

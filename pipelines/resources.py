@@ -34,9 +34,12 @@ def open_warehouse(cfg: ProfilesConfig, read_only: bool = False) -> duckdb.DuckD
 
 
 class Warehouse(ConfigurableResource):
-    """Opens the working warehouse. ``config_path`` empty = PROFILES_CONFIG or profiles.yaml."""
+    """Opens the working warehouse. ``config_path`` empty = PROFILES_CONFIG or profiles.yaml.
+    ``full_rebuild``: restage every raw row and retrain the models instead of the incremental
+    night (`profiles build --full`)."""
 
     config_path: str = ""
+    full_rebuild: bool = False
 
     @cached_property
     def config(self) -> ProfilesConfig:

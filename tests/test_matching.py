@@ -182,3 +182,40 @@ def test_a_record_whose_name_and_city_fit_two_customers_joins_neither(wh):
     assert len({ids["crm:KH8"], ids["crm:KH9"], ids["erp:C9"]}) == 3
     reasons = {r[0] for r in wh.execute("SELECT conflict FROM identity.rejected_links").fetchall()}
     assert "name and city fit several customers" in reasons
+
+
+def test_an_incremental_night_rescores_only_new_records_and_agrees_with_a_full_run(wh):
+    population(wh)
+    land(wh, "crm_customers", [
+        {"customer_code": "KH1", "name": "张 伟", "city": "广州", "gender": "男",
+         "address": "天河区中山大道100号华景新城5栋2单元1203"}], NIGHT)
+    cfg = IdentityConfig()
+    for entity in ("crm_customers", "erp_customers", "wechat_followers"):
+        build_staging(wh, entity)
+    first = resolve_identities(wh, cfg, "r1", dt.datetime(2026, 11, 21))
+    assert first["splink_retrained"] == 1
+    # Night 2: an ERP record that only Splink can join to KH1, and one stranger.
+    land(wh, "erp_customers", [
+        {"customer_code": "C1", "name": "Wei Zhang",
+         "address": "广东省广州市天河区中山大道100号华景新城5栋2单元1203"},
+        {"customer_code": "C2", "name": "欧阳修", "address": "海淀区学院路1号"}],
+        "2026-11-21 02:00:00")
+    build_staging(wh, "erp_customers")
+    timings: dict[str, float] = {}
+    night = resolve_identities(wh, cfg, "r2", dt.datetime(2026, 11, 22), timings=timings)
+    assert (night["splink_retrained"], night["splink_records_rescored"]) == (0, 2)
+    assert set(timings) == {"source_records", "strong_links", "splink", "link_checks",
+                            "clusters", "ids"}
+
+    def outcome():
+        links = wh.execute("""SELECT left_source, left_key, right_source, right_key
+                              FROM identity.match_links ORDER BY ALL""").fetchall()
+        ids = dict(wh.execute("SELECT source || ':' || source_key, customer_id "
+                              "FROM identity.customer_map").fetchall())
+        return links, ids
+
+    incremental = outcome()
+    assert incremental[1]["crm:KH1"] == incremental[1]["erp:C1"]
+    full = resolve_identities(wh, cfg, "r3", dt.datetime(2026, 11, 22), full=True)
+    assert full["splink_retrained"] == 1
+    assert outcome() == incremental

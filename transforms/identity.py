@@ -11,6 +11,8 @@ records; merges and splits are written to identity.id_changes.
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 
 from transforms.clusters import cluster_records, components
@@ -337,16 +339,37 @@ def _create_id_lookup(con) -> None:
     )
 
 
-def resolve_identities(con, cfg, run_id: str, now) -> dict[str, int]:
+def resolve_identities(con, cfg, run_id: str, now, full: bool = False,
+                       timings: dict[str, float] | None = None) -> dict[str, int]:
     """The whole identity stage: records → strong-key links (hub guards) → Splink links →
-    size-capped clusters → stable ids. ``cfg``: pipelines.config.IdentityConfig."""
+    size-capped clusters → stable ids. ``cfg``: pipelines.config.IdentityConfig. ``full``:
+    retrain Splink and score every pair even when few records changed. ``timings`` receives
+    the seconds of each step."""
+    timings = {} if timings is None else timings
+    clock = time.perf_counter()
+
+    def lap(step: str) -> None:
+        nonlocal clock
+        timings[step] = round(time.perf_counter() - clock, 2)
+        clock = time.perf_counter()
+
     ensure_identity_schema(con)
     stats = {"source_records": build_source_records(con)}
+    lap("source_records")
     stats.update(build_links(con, cfg.hub_max_distinct_names, cfg.hub_max_records))
-    matched = probabilistic_links(con, cfg.match_probability)
+    lap("strong_links")
+    matched = probabilistic_links(
+        con, cfg.match_probability, now=now, retrain=full, retrain_days=cfg.model_retrain_days,
+        max_changed_share=cfg.incremental_max_changed_share)
     stats["splink_links"], stats["splink_labelled_pairs"] = matched.links, matched.labelled_pairs
+    stats["splink_records_rescored"] = matched.records_rematched
+    stats["splink_retrained"] = int(matched.retrained)
+    lap("splink")
     stats.update(add_probabilistic_links(con))
+    lap("link_checks")
     clusters = cluster_records(con, cfg.max_cluster_records)
     stats["clusters"], stats["clusters_split_by_cap"] = clusters["clusters"], clusters["oversized"]
+    lap("clusters")
     stats.update(assign_customer_ids(con, run_id, now))
+    lap("ids")
     return stats

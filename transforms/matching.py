@@ -12,6 +12,13 @@ how names, cities and addresses of one person differ across systems. The prior m
 email take fixed m and u values (the labelled pairs agree on them by construction). Splink runs on its own in-memory
 DuckDB connection; records go in and scored pairs come out as Arrow tables.
 
+Incremental nights: the trained model is kept in identity.match_model and the inputs each record
+was matched with in identity.match_inputs. When few records are new or changed (at most
+``max_changed_share``) and the model is younger than ``retrain_days``, only pairs with a new or
+changed record are scored (Splink's predict_between / predict_within against term frequencies
+of all records); links between two unchanged records are carried forward from
+identity.match_links. Otherwise the model is retrained and every pair scored.
+
 WeChat nicknames are compared with names in their own comparison, not as names: most followers
 call themselves 快乐每一天, so a nickname that differs from a name says little, while two CRM
 names that differ say a lot.
@@ -19,12 +26,17 @@ names that differ say a lot.
 
 from __future__ import annotations
 
+import datetime as dt
+import json
 import logging
 from dataclasses import dataclass
 
 import duckdb
 import pyarrow as pa
+import pyarrow.compute as pc
 from splink import DuckDBAPI, Linker, SettingsCreator, block_on
+
+from transforms.sql import fetch_scalar
 
 _COLUMNS = ["record_id", "source", "name_key", "nickname", "gender", "any_name_key", "py_a",
             "py_b",
@@ -38,7 +50,9 @@ _NOT_TWO_FOLLOWERS = "(l.nickname IS NULL OR r.nickname IS NULL)"
 @dataclass
 class MatchResult:
     links: int  # pairs at or above the threshold
-    labelled_pairs: int  # strong-key pairs m was learned from
+    labelled_pairs: int  # strong-key pairs m was learned from (0 when the model was reused)
+    records_rematched: int = 0  # records whose pairs were scored this run
+    retrained: bool = True
 
 
 def _level(sql: str, label: str, **extra) -> dict:
@@ -130,32 +144,122 @@ def _guarded(rule) -> dict:
     return {"blocking_rule": f"({sql}) AND {_NOT_TWO_FOLLOWERS}", "sql_dialect": "duckdb"}
 
 
-def probabilistic_links(con, match_probability: float, seed: int = 0) -> MatchResult:
+def probabilistic_links(con, match_probability: float, seed: int = 0, *,
+                        max_changed_share: float = 0.0, retrain_days: int = 0,
+                        retrain: bool = False, now: dt.datetime | None = None) -> MatchResult:
     """identity.probabilistic_links(left_record, right_record, score, evidence) for pairs above
-    ``match_probability``. Hub keys are blanked first, so they add no evidence either."""
+    ``match_probability``. Hub keys are blanked first, so they add no evidence either.
+    With ``retrain_days`` 0 (the default) or ``retrain`` every run retrains and rescores."""
+    _ensure_match_state(con)
+    now = now or dt.datetime.now()
     blank = {"phone": "hub_phone", "phone_tail": "hub_phone", "email": "hub_email",
              "email_user": "hub_email"}
     select = ", ".join(f"CASE WHEN {blank[c]} IS NULL THEN r.{c} END AS {c}" if c in blank
                        else f"r.{c}" for c in _COLUMNS)
-    records = con.sql(
-        f"""SELECT {select}
-        FROM identity.source_records r
-        LEFT JOIN (SELECT key_value AS hub_phone FROM identity.hub_keys WHERE key_type = 'phone')
-          ON hub_phone = r.phone
-        LEFT JOIN (SELECT key_value AS hub_email FROM identity.hub_keys WHERE key_type = 'email')
-          ON hub_email = r.email
-        ORDER BY r.record_id"""
-    ).arrow().read_all()
-    labels = con.sql(
-        """SELECT DISTINCT 'records' AS source_dataset_l, left_record AS record_id_l,
-                  'records' AS source_dataset_r, right_record AS record_id_r
-        FROM identity.record_links"""
-    ).arrow().read_all()
+    # What a record is matched on; a record whose inputs differ from last run's is "changed".
+    con.execute(
+        f"""CREATE OR REPLACE TEMP TABLE _match_records AS
+        SELECT *, md5(list_value({', '.join(f"{c}::VARCHAR" for c in _COLUMNS[1:])})::VARCHAR)
+                  AS match_hash
+        FROM (SELECT r.source_key, {select}
+              FROM identity.source_records r
+              LEFT JOIN (SELECT key_value AS hub_phone FROM identity.hub_keys
+                         WHERE key_type = 'phone') ON hub_phone = r.phone
+              LEFT JOIN (SELECT key_value AS hub_email FROM identity.hub_keys
+                         WHERE key_type = 'email') ON hub_email = r.email)"""
+    )
+    con.execute(
+        """CREATE OR REPLACE TEMP TABLE _match_changed AS
+        SELECT record_id FROM _match_records m
+        ANTI JOIN identity.match_inputs i USING (source, source_key, match_hash)"""
+    )
+    n = fetch_scalar(con, "SELECT count(*) FROM _match_records")
+    changed = fetch_scalar(con, "SELECT count(*) FROM _match_changed")
+    model = con.execute("SELECT settings, trained_at FROM identity.match_model").fetchall()
+    reuse = (not retrain and bool(model) and n > 0 and changed <= max_changed_share * n
+             and now - model[0][1] < dt.timedelta(days=retrain_days))
+    records = con.sql(f"SELECT {', '.join(_COLUMNS)}, record_id IN (SELECT record_id FROM "
+                      "_match_changed) AS changed FROM _match_records ORDER BY record_id"
+                      ).arrow().read_all()
     splink_con = duckdb.connect()
     try:
-        return _run_splink(con, splink_con, records, labels, match_probability, seed)
+        if reuse:
+            result = _rescore_changed(con, splink_con, records, json.loads(model[0][0]),
+                                      match_probability, changed)
+        else:
+            labels = con.sql(
+                """SELECT DISTINCT 'records' AS source_dataset_l, left_record AS record_id_l,
+                          'records' AS source_dataset_r, right_record AS record_id_r
+                FROM identity.record_links"""
+            ).arrow().read_all()
+            result = _run_splink(con, splink_con, records.drop_columns(["changed"]), labels,
+                                 match_probability, seed, now)
     finally:
         splink_con.close()
+    _remember_inputs(con)
+    return result
+
+
+def _ensure_match_state(con) -> None:
+    con.execute("CREATE TABLE IF NOT EXISTS identity.match_model "
+                "(settings VARCHAR, trained_at TIMESTAMP, records BIGINT)")
+    con.execute("CREATE TABLE IF NOT EXISTS identity.match_inputs "
+                "(source VARCHAR, source_key VARCHAR, match_hash VARCHAR)")
+    con.execute(
+        """CREATE TABLE IF NOT EXISTS identity.match_links (
+            left_source VARCHAR, left_key VARCHAR, right_source VARCHAR, right_key VARCHAR,
+            score DOUBLE, evidence VARCHAR)""")
+
+
+def _remember_inputs(con) -> None:
+    """Keep this run's match inputs and links by source key (record ids change every run)."""
+    con.execute("CREATE OR REPLACE TABLE identity.match_inputs AS "
+                "SELECT source, source_key, match_hash FROM _match_records")
+    con.execute(
+        """CREATE OR REPLACE TABLE identity.match_links AS
+        SELECT a.source AS left_source, a.source_key AS left_key, b.source AS right_source,
+               b.source_key AS right_key, p.score, p.evidence
+        FROM identity.probabilistic_links p
+        JOIN _match_records a ON a.record_id = p.left_record
+        JOIN _match_records b ON b.record_id = p.right_record""")
+    con.execute("DROP TABLE _match_records; DROP TABLE _match_changed")
+
+
+def _rescore_changed(con, splink_con, records: pa.Table, settings: dict,
+                     match_probability: float, changed: int) -> MatchResult:
+    """Score only pairs with a changed record; carry the other links forward."""
+    _empty_links(con)
+    con.execute(
+        """INSERT INTO identity.probabilistic_links
+        SELECT least(a.record_id, b.record_id), greatest(a.record_id, b.record_id), l.score,
+               l.evidence
+        FROM identity.match_links l
+        JOIN _match_records a ON a.source = l.left_source AND a.source_key = l.left_key
+        JOIN _match_records b ON b.source = l.right_source AND b.source_key = l.right_key
+        WHERE a.record_id NOT IN (SELECT record_id FROM _match_changed)
+          AND b.record_id NOT IN (SELECT record_id FROM _match_changed)"""
+    )
+    if changed:
+        api = DuckDBAPI(connection=splink_con)
+        everyone = api.register(records.drop_columns(["changed"]), dataset_display_name="records")
+        mask = records.column("changed")
+        old = api.register(records.filter(pc.invert(mask)).drop_columns(["changed"]),
+                           dataset_display_name="unchanged")
+        new = api.register(records.filter(mask).drop_columns(["changed"]),
+                           dataset_display_name="changed")
+        linker = Linker(everyone, settings, log_level=logging.WARNING)
+        for column in ("name_key", "any_name_key", "city"):  # frequencies over every record
+            linker.table_management.compute_tf_table(column)
+        rules = [_guarded(r) for r in blocking_rules()]
+        for scored in (
+            linker.inference.predict_between(old, new, blocking_rules_to_generate_predictions=rules,
+                                             threshold_match_probability=match_probability),
+            linker.inference.predict_within(new, blocking_rules_to_generate_predictions=rules,
+                                            threshold_match_probability=match_probability),
+        ):
+            _insert_scored(con, splink_con, scored)
+    links = fetch_scalar(con, "SELECT count(*) FROM identity.probabilistic_links")
+    return MatchResult(links, 0, changed, retrained=False)
 
 
 def _prior(records: int, strong_pairs: int, strong_recall: float = 0.7) -> float:
@@ -166,7 +270,7 @@ def _prior(records: int, strong_pairs: int, strong_recall: float = 0.7) -> float
 
 
 def _run_splink(con, splink_con, records: pa.Table, labels: pa.Table, match_probability: float,
-                seed: int) -> MatchResult:
+                seed: int, now: dt.datetime) -> MatchResult:
     _empty_links(con)
     if records.num_rows < 2:
         return MatchResult(0, 0)
@@ -186,7 +290,16 @@ def _run_splink(con, splink_con, records: pa.Table, labels: pa.Table, match_prob
         splink_con.execute("CREATE TABLE labels AS SELECT * FROM _labels_arrow")
         linker.training.estimate_m_from_pairwise_labels("labels")
     scored = linker.inference.predict(threshold_match_probability=match_probability)
-    # evidence: the comparisons that spoke for the match (positive weight), e.g. name+city
+    pairs = _insert_scored(con, splink_con, scored)
+    con.execute("DELETE FROM identity.match_model")
+    con.execute("INSERT INTO identity.match_model VALUES (?, ?, ?)",
+                [json.dumps(linker.misc.save_model_to_json()), now, records.num_rows])
+    return MatchResult(pairs, labels.num_rows, records.num_rows)
+
+
+def _insert_scored(con, splink_con, scored) -> int:
+    """Append Splink's scored pairs to identity.probabilistic_links; evidence names the
+    comparisons that spoke for the match (positive weight), e.g. name+city."""
     agreed = " || ".join(f"CASE WHEN mw_{n} > 0 THEN '{n}+' ELSE '' END"
                          for n in (c["output_column_name"] for c in comparisons()))
     pairs = splink_con.sql(
@@ -198,7 +311,7 @@ def _run_splink(con, splink_con, records: pa.Table, labels: pa.Table, match_prob
     con.register("_probabilistic_arrow", pairs)
     con.execute("INSERT INTO identity.probabilistic_links SELECT * FROM _probabilistic_arrow")
     con.unregister("_probabilistic_arrow")
-    return MatchResult(pairs.num_rows, labels.num_rows)
+    return pairs.num_rows
 
 
 def _empty_links(con) -> None:

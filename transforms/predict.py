@@ -11,6 +11,10 @@ latest cutoff of each model is its holdout; earlier cutoffs train it (scikit-lea
 gradient boosting). Today's features are then scored. When the history is too short for a
 cutoff with both a past and a future, or the labels are too few, the model is not trained,
 the reason is reported and the columns stay NULL: no invented numbers.
+
+Training runs on the first night and then every ``models.retrain_days``: in between, the saved
+models (``models_dir``) only score today's features, which is all a night with a few new
+records needs. ``profiles build --full`` retrains.
 """
 
 from __future__ import annotations
@@ -62,6 +66,8 @@ class ModelReport:
     holdout_rows: int = 0
     metrics: dict[str, float] = field(default_factory=dict)
     model_path: str | None = None
+    trained_at: str | None = None  # ISO time the model was fitted
+    reused: bool = False  # scored with the saved model of an earlier run
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -207,8 +213,28 @@ def train_clv(con, snapshot: dt.date, cfg) -> tuple[ModelReport, object | None]:
     return report, model
 
 
+def recent_model(models_dir: Path | None, name: str, now: dt.datetime,
+                 retrain_days: int) -> tuple[ModelReport, object] | None:
+    """The saved model and its report when it is younger than ``retrain_days`` and was made
+    by this scikit-learn for these features; None otherwise (train a new one)."""
+    path = models_dir / f"{name}.joblib" if models_dir else None
+    if path is None or not path.exists() or retrain_days <= 0:
+        return None
+    try:
+        saved = joblib.load(path)
+    except Exception:  # an unreadable or foreign file: retrain rather than fail the night
+        return None
+    report = ModelReport(**saved["report"])
+    fresh = (report.trained_at is not None and
+             now - dt.datetime.fromisoformat(report.trained_at) < dt.timedelta(days=retrain_days))
+    if not fresh or saved["sklearn"] != sklearn.__version__ or saved["features"] != MODEL_FEATURES:
+        return None
+    report.reused = True
+    return report, saved["model"]
+
+
 def save_model(model, report: ModelReport, models_dir: Path | None, run_id: str) -> None:
-    if models_dir is None or model is None:
+    if models_dir is None or model is None or report.reused:
         return
     models_dir.mkdir(parents=True, exist_ok=True)
     path = models_dir / f"{report.name}.joblib"
@@ -219,10 +245,19 @@ def save_model(model, report: ModelReport, models_dir: Path | None, run_id: str)
 
 
 def build_predictions(con, snapshot: dt.date, cfg, models_dir: Path | None = None,
-                      run_id: str = "") -> list[ModelReport]:
-    """features.customer_predictions(customer_id, churn_probability, predicted_clv_365d)."""
-    churn, churn_model = train_churn(con, snapshot, cfg)
-    clv, clv_model = train_clv(con, snapshot, cfg)
+                      run_id: str = "", retrain: bool = False,
+                      now: dt.datetime | None = None) -> list[ModelReport]:
+    """features.customer_predictions(customer_id, churn_probability, predicted_clv_365d).
+    Models younger than ``cfg.retrain_days`` in ``models_dir`` are reused unless ``retrain``."""
+    now = now or dt.datetime.now()
+    fitted = []
+    for name, train in (("churn", train_churn), ("clv", train_clv)):
+        saved = None if retrain else recent_model(models_dir, name, now, cfg.retrain_days)
+        report, model = saved if saved else train(con, snapshot, cfg)
+        if model is not None and not report.reused:
+            report.trained_at = now.isoformat(timespec="seconds")
+        fitted.append((report, model))
+    (churn, churn_model), (clv, clv_model) = fitted
     con.execute("DROP TABLE IF EXISTS features._asof")
     today = con.sql(f"SELECT customer_id, {', '.join(MODEL_FEATURES)} "
                     "FROM features.customer_features ORDER BY customer_id").arrow().read_all()
@@ -240,6 +275,6 @@ def build_predictions(con, snapshot: dt.date, cfg, models_dir: Path | None = Non
     con.execute("CREATE OR REPLACE TABLE features.customer_predictions AS "
                 "SELECT * FROM _predictions")
     con.unregister("_predictions")
-    for report, model in ((churn, churn_model), (clv, clv_model)):
+    for report, model in fitted:
         save_model(model, report, models_dir, run_id)
     return [churn, clv]

@@ -1,6 +1,9 @@
 """Staging layer: raw text → typed, normalised rows; unusable rows → staging.quarantine.
 
-Rebuilt from raw on every run (cheap: one SQL pass per entity). A record is quarantined when a
+Incremental: a run parses only the rows of raw files not staged before and appends them. The
+whole table is rebuilt from raw when the way rows are parsed changed (the entity's fields, the
+column mapping, amount units or phone region: ``staging.build_state`` keeps a fingerprint of
+them), or when asked to (``full=True``). A record is quarantined when a
 required field is missing or cannot be parsed; an optional field that cannot be parsed is set
 to NULL and logged in staging.value_issues. Per file: rows_read = rows_staged + rows_quarantined
 (staging.file_accounting), where quarantined includes rows the reader could not split.
@@ -8,6 +11,8 @@ to NULL and logged in staging.value_issues. Per file: rows_read = rows_staged + 
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass
 
 import pyarrow as pa
@@ -42,6 +47,8 @@ class StagingStats:
     rows_staged: int
     rows_quarantined: int
     value_issues: int
+    rows_parsed: int = 0  # this run: every raw row on a full rebuild, new files' rows otherwise
+    full_rebuild: bool = True
 
 
 def ensure_staging_schema(con) -> None:
@@ -61,6 +68,20 @@ def ensure_staging_schema(con) -> None:
             entity VARCHAR, source_file VARCHAR, file_sha256 VARCHAR, rows_read BIGINT,
             rows_staged BIGINT, rows_quarantined BIGINT, balanced BOOLEAN)"""
     )
+    con.execute("CREATE TABLE IF NOT EXISTS staging.build_state "
+                "(entity VARCHAR PRIMARY KEY, fingerprint VARCHAR)")
+    # Raw files already staged, by sha256 (or by name for rows loaded without one).
+    con.execute("CREATE TABLE IF NOT EXISTS staging.staged_files (entity VARCHAR, file_key VARCHAR)")
+
+
+# Bump when parsing changes in code, so existing warehouses restage once.
+PARSER_VERSION = 1
+
+
+def parse_fingerprint(entity: Entity, mapping: dict, units: dict, region: str) -> str:
+    spec = {"version": PARSER_VERSION, "fields": [(f.name, f.type, f.required) for f in entity.fields],
+            "mapping": mapping, "units": units, "region": region}
+    return hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()
 
 
 def _parse_expr(f: Field, col: str, unit: str) -> str:
@@ -100,13 +121,13 @@ def _error_expr(f: Field, col: str, parsed: str) -> str:
     return f"CASE {missing} WHEN {failed} THEN {reason} END"
 
 
-def _register_phone_map(con, entity: Entity, region: str) -> None:
+def _register_phone_map(con, entity: Entity, region: str, rows: str) -> None:
     """phonenumbers runs only on the distinct values the SQL mobile fast path could not read."""
     phone_fields = [f.name for f in entity.fields if f.type == "phone"]
     values: list[str] = []
     if phone_fields:
         union = " UNION ".join(
-            f"""SELECT DISTINCT phone_digits({quote_ident(p)}) AS d FROM raw.{entity.name}
+            f"""SELECT DISTINCT phone_digits({quote_ident(p)}) AS d FROM ({rows})
             WHERE clean({quote_ident(p)}) IS NOT NULL AND mobile_e164({quote_ident(p)}) IS NULL"""
             for p in phone_fields
         )
@@ -120,12 +141,27 @@ def _register_phone_map(con, entity: Entity, region: str) -> None:
 
 
 def build_staging(con, entity_name: str, mapping: dict[str, str] | None = None,
-                  units: dict[str, str] | None = None, phone_region: str = "CN") -> StagingStats:
-    """(Re)build staging.<entity> from raw.<entity>. ``mapping`` (field → export column) only
-    names the export column in quarantine rows; ``units`` marks amount fields exported in fen."""
+                  units: dict[str, str] | None = None, phone_region: str = "CN",
+                  full: bool = False) -> StagingStats:
+    """Stage the raw rows of files not staged yet (all of raw.<entity> when ``full`` or when the
+    parse fingerprint changed). ``mapping`` (field → export column) only names the export column
+    in quarantine rows; ``units`` marks amount fields exported in fen."""
     entity = ENTITIES[entity_name]
     mapping, units = mapping or {}, units or {}
-    _register_phone_map(con, entity, phone_region)
+    fingerprint = parse_fingerprint(entity, mapping, units, phone_region)
+    previous = con.execute("SELECT fingerprint FROM staging.build_state WHERE entity = ?",
+                           [entity_name]).fetchall()
+    exists = fetch_scalar(con, "SELECT count(*) FROM duckdb_tables() WHERE schema_name = 'staging' "
+                               "AND table_name = ?", [entity_name])
+    full = full or not exists or previous != [(fingerprint,)]
+    if full:
+        _clear_entity(con, entity_name)
+    # The rows to parse: raw rows of files not staged yet.
+    staged = f"""(SELECT file_key FROM staging.staged_files
+                  WHERE entity = {quote_literal(entity_name)})"""
+    new_rows = f"""SELECT * FROM raw.{entity_name}
+        WHERE coalesce(_file_sha256, _source_file) NOT IN {staged}"""
+    _register_phone_map(con, entity, phone_region, new_rows)
     parsed, errors = [], []
     for f in entity.fields:
         col, raw_col = quote_ident(f.name), quote_ident("_raw_" + f.name)
@@ -138,17 +174,19 @@ def build_staging(con, entity_name: str, mapping: dict[str, str] | None = None,
         f"""CREATE OR REPLACE TEMP TABLE _parsed AS
         WITH parsed AS (SELECT _source_file, _row_number, _file_sha256, _loaded_at,
                                {', '.join(parsed)}
-                        FROM raw.{entity_name})
+                        FROM ({new_rows}))
         SELECT *, {', '.join(errors)} FROM parsed"""
     )
     required = [f.name for f in entity.fields if f.required]
     rejected = " OR ".join(f"{quote_ident('_err_' + r)} IS NOT NULL" for r in required) or "false"
     cols = ", ".join(quote_ident(f) for f in entity.field_names)
-    con.execute(
-        f"""CREATE OR REPLACE TABLE staging.{entity_name} AS
-        SELECT {cols}, _source_file, _row_number, _file_sha256, _loaded_at
+    good = f"""SELECT {cols}, _source_file, _row_number, _file_sha256, _loaded_at
         FROM _parsed WHERE NOT ({rejected}) ORDER BY _loaded_at, _source_file, _row_number"""
-    )
+    if full:
+        con.execute(f"CREATE OR REPLACE TABLE staging.{entity_name} AS {good}")
+    else:
+        con.execute(f"INSERT INTO staging.{entity_name} {good}")
+    rows_parsed = fetch_scalar(con, "SELECT count(*) FROM _parsed")
 
     def issue_rows(fields: list[Field]) -> str:
         return " UNION ALL ".join(
@@ -159,11 +197,10 @@ def build_staging(con, entity_name: str, mapping: dict[str, str] | None = None,
             for f in fields
         )
 
-    con.execute("DELETE FROM staging.quarantine WHERE entity = ?", [entity_name])
     con.execute(
-        """INSERT INTO staging.quarantine
+        f"""INSERT INTO staging.quarantine
         SELECT entity, source_file, file_sha256, row_number, NULL, column_name, value, reason, 'read'
-        FROM raw.rejects WHERE entity = ?""",
+        FROM raw.rejects WHERE entity = ? AND coalesce(file_sha256, source_file) NOT IN {staged}""",
         [entity_name],
     )
     required_fields = [f for f in entity.fields if f.required]
@@ -175,7 +212,6 @@ def build_staging(con, entity_name: str, mapping: dict[str, str] | None = None,
             FROM ({issue_rows(required_fields)})"""
         )
     optional_fields = [f for f in entity.fields if not f.required]
-    con.execute("DELETE FROM staging.value_issues WHERE entity = ?", [entity_name])
     if optional_fields:
         # Optional fields of quarantined rows are not reported twice.
         con.execute(
@@ -187,8 +223,17 @@ def build_staging(con, entity_name: str, mapping: dict[str, str] | None = None,
                        WHERE entity = {quote_literal(entity_name)}) q
               ON q.source_file = i._source_file AND q.row_number = i._row_number"""
         )
+    con.execute(
+        f"""INSERT INTO staging.staged_files
+        SELECT DISTINCT {quote_literal(entity_name)}, coalesce(_file_sha256, _source_file)
+        FROM _parsed
+        UNION SELECT {quote_literal(entity_name)}, coalesce(file_sha256, source_file)
+        FROM raw.rejects WHERE entity = {quote_literal(entity_name)}
+        EXCEPT SELECT entity, file_key FROM staging.staged_files""")
     con.execute("DROP TABLE _parsed")
     _account_files(con, entity_name)
+    con.execute("INSERT OR REPLACE INTO staging.build_state VALUES (?, ?)",
+                [entity_name, fingerprint])
     return StagingStats(
         entity_name,
         rows_in=fetch_scalar(con, f"SELECT count(*) FROM raw.{entity_name}"),
@@ -198,7 +243,13 @@ def build_staging(con, entity_name: str, mapping: dict[str, str] | None = None,
                  "WHERE entity = ?", [entity_name]),
         value_issues=fetch_scalar(
             con, "SELECT count(*) FROM staging.value_issues WHERE entity = ?", [entity_name]),
+        rows_parsed=rows_parsed, full_rebuild=full,
     )
+
+
+def _clear_entity(con, entity_name: str) -> None:
+    for table in ("quarantine", "value_issues", "file_accounting", "staged_files"):
+        con.execute(f"DELETE FROM staging.{table} WHERE entity = ?", [entity_name])
 
 
 def _account_files(con, entity_name: str) -> None:
