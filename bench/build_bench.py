@@ -80,7 +80,7 @@ def link_files(source: Path, landing: Path) -> None:
             target.symlink_to(path.resolve())
 
 
-def run_build(landing: Path, workdir: Path) -> tuple[float, dict[str, float]]:
+def run_build(landing: Path, workdir: Path) -> tuple[float, dict[str, float], dict]:
     os.environ["PROFILES_LANDING"] = str(landing)
     os.environ["PROFILES_WAREHOUSE"] = str(workdir / "warehouse" / "profiles.duckdb")
     os.environ["PROFILES_EXPORTS"] = str(workdir / "exports")
@@ -99,7 +99,8 @@ def run_build(landing: Path, workdir: Path) -> tuple[float, dict[str, float]]:
     steps = {s.step_key: s.end_time - s.start_time
              for s in instance.get_run_step_stats(result.run_id)
              if s.start_time is not None and s.end_time is not None}
-    return total, steps
+    identity = result.asset_materializations_for_node("customer_identity")[0].metadata
+    return total, steps, identity["seconds_by_step"].value
 
 
 def main() -> None:
@@ -115,9 +116,9 @@ def main() -> None:
     try:
         link_files(night1, landing)
         (landing / "ground_truth.csv").symlink_to(night1.parent / "ground_truth.csv")
-        full, full_steps = run_build(landing, workdir)
+        full, full_steps, full_identity = run_build(landing, workdir)
         link_files(night2, landing)
-        incremental, incr_steps = run_build(landing, workdir)
+        incremental, incr_steps, incr_identity = run_build(landing, workdir)
         floor = floor_seconds(landing)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
@@ -125,6 +126,9 @@ def main() -> None:
     print(f"\n{'asset':<40}{'full':>10}{'incremental':>13}")
     for step in sorted(full_steps, key=lambda k: -full_steps[k]):
         print(f"{step:<40}{full_steps[step]:>10.2f}{incr_steps.get(step, 0):>13.2f}")
+    for step in full_identity:
+        print(f"{'  identity: ' + step:<40}{full_identity[step]:>10.2f}"
+              f"{incr_identity.get(step, 0):>13.2f}")
     share = incremental / full
     print(f"\npersons {args.persons}, cores {os.cpu_count()}: full rebuild {full:.1f}s, "
           f"incremental night ({args.new:.0%} new records) {incremental:.1f}s = {share:.1%} of "

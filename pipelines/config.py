@@ -330,9 +330,10 @@ def load_config(path: Path | str | None = None) -> ProfilesConfig:
         raise ConfigError(_format_validation_error(path, exc)) from exc
 
 
-def check_source_headers(cfg: ProfilesConfig, only: str | None = None) -> list[str]:
+def check_source_headers(cfg: ProfilesConfig, only: str | None = None,
+                         paths: list[Path] | None = None) -> list[str]:
     """Every mapped column must exist in every landing file: returns the problems found
-    (for every source, or ``only`` that one).
+    (for every source, or ``only`` that one; of every file, or only ``paths``).
 
     JSON Lines have no header: keys of required fields must appear in the first lines.
     """
@@ -341,7 +342,7 @@ def check_source_headers(cfg: ProfilesConfig, only: str | None = None) -> list[s
         if only is not None and name != only:
             continue
         mapping = src.mapping()
-        for path in cfg.source_files(name):
+        for path in cfg.source_files(name) if paths is None else paths:
             try:
                 header = set(read_header(path, src.read_options()))
             except (ExportFileError, OSError, UnicodeError):

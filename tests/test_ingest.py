@@ -3,11 +3,13 @@
 import datetime as dt
 from pathlib import Path
 
+import fastexcel
 import pytest
 
 from transforms.raw import SchemaDriftError, ensure_raw_schema, load_file
 from transforms.readers import ExportFileError, ReadOptions, detect_encoding, read_header
 from transforms.staging import build_staging, ensure_staging_schema
+from transforms.xlsx_header import xlsx_header
 
 CRM_MAP = {"customer_code": "客户编号", "name": "客户名称", "phone": "手机", "email": "邮箱",
            "gender": "性别", "birth_date": "出生日期", "province": "省份", "city": "城市",
@@ -158,3 +160,13 @@ def test_unreadable_file_is_named_and_leaves_the_registry_alone(wh, tmp_path):
         load_file(wh, "erp_orders", path, ReadOptions("xlsx", header_row=2),
                   {"order_no": "订单号"}, NOW)
     assert wh.execute("SELECT count(*) FROM raw.file_registry").fetchall() == [(0,)]
+
+
+def test_xlsx_header_is_read_without_parsing_the_sheet(workdir):
+    orders = workdir / "landing" / "erp" / "orders_01.xlsx"
+    opts = ReadOptions("xlsx", header_row=2)
+    expected = [str(c) for c in fastexcel.read_excel(str(orders)).load_sheet(
+        0, header_row=1, n_rows=0, dtypes="string").to_arrow().column_names]
+    assert xlsx_header(orders, None, 2) == expected == read_header(orders, opts)
+    assert xlsx_header(orders, "no such sheet", 2) is None  # read_header falls back to fastexcel
+    assert xlsx_header(orders, None, 1) == ["销售订单明细"]  # the title row

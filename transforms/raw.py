@@ -11,6 +11,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+import pyarrow as pa
+
 from transforms.forget import has_tombstones, tombstone_filter_sql
 from transforms.readers import ReadOptions, file_sha256, read_export
 from transforms.schema import ENTITIES
@@ -69,15 +71,18 @@ def is_registered(con, sha256: str, entity: str) -> bool:
 
 def load_file(con, entity_name: str, path: Path, opts: ReadOptions, mapping: dict[str, str],
               loaded_at: dt.datetime, run_id: str = "", salt: str = "",
-              optional: frozenset[str] = frozenset()) -> FileLoad:
+              optional: frozenset[str] = frozenset(), sha: str | None = None,
+              sheet: pa.Table | None = None) -> FileLoad:
     """Append one export file to raw.<entity>. ``mapping``: canonical field → export column;
-    ``optional``: fields whose column may be absent (NULL for this file)."""
-    sha = file_sha256(path)
+    ``optional``: fields whose column may be absent (NULL for this file); ``sha``: the file's
+    sha256 when already known; ``sheet``: its XLSX sheet when already read."""
+    sha = sha or file_sha256(path)
     if is_registered(con, sha, entity_name):
         return FileLoad(entity_name, str(path), sha, 0, 0, 0, skipped=True)
     entity = ENTITIES[entity_name]
     with tempfile.TemporaryDirectory(prefix="profiles_read_") as workdir:
-        result = read_export(con, path, opts, "_read", Path(workdir), keys=list(mapping.values()))
+        result = read_export(con, path, opts, "_read", Path(workdir), keys=list(mapping.values()),
+                             sheet=sheet)
     present = set(result.columns)
     missing = {f: c for f, c in mapping.items() if c not in present and f not in optional}
     # JSON Lines omit absent keys (unionid, phone): only a missing *required* key is drift.

@@ -13,6 +13,8 @@ import csv
 import hashlib
 import io
 import json
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -22,6 +24,7 @@ import numpy as np
 import pyarrow as pa
 
 from transforms.sql import quote_ident, quote_literal
+from transforms.xlsx_header import xlsx_header
 
 _CHUNK = 1 << 20
 
@@ -104,6 +107,9 @@ def read_header(path: Path, opts: ReadOptions) -> list[str]:
         names = next(csv.reader(io.StringIO(header), delimiter=opts.delimiter), [])
         return [n.strip() for n in names]
     if opts.format == "xlsx":
+        names = xlsx_header(path, opts.sheet, opts.header_row)
+        if names is not None:
+            return names
         sheet = _excel_sheet(path, opts, n_rows=0)
         return [str(c) for c in sheet.to_arrow().column_names]
     if opts.format == "jsonl":
@@ -135,15 +141,40 @@ def _excel_sheet(path: Path, opts: ReadOptions, n_rows: int | None = None):
     return reader.load_sheet(sheet, header_row=opts.header_row - 1, dtypes="string", n_rows=n_rows)
 
 
+def read_sheet(path: Path, opts: ReadOptions) -> pa.Table:
+    """The export's sheet as Arrow strings (fastexcel frees the GIL: callable from threads)."""
+    return _excel_sheet(path, opts).to_arrow()
+
+
+def prefetched_sheets(paths: list[Path], opts: ReadOptions,
+                      ahead: int = 2) -> Iterator[tuple[Path, Callable[[], pa.Table | None]]]:
+    """Each path with a function returning its sheet: for XLSX, read by ``ahead`` threads
+    while the caller loads earlier files (on 2 cores it halves the XLSX wall time); for other
+    formats the function returns None. Reading errors surface when the function is called."""
+    if opts.format != "xlsx":
+        for path in paths:
+            yield path, lambda: None
+        return
+    with ThreadPoolExecutor(max_workers=ahead) as pool:
+        pending: dict[int, Future] = {}
+        for i, path in enumerate(paths):
+            for j in range(i, min(i + ahead, len(paths))):  # at most `ahead` sheets in memory
+                if j not in pending:
+                    pending[j] = pool.submit(read_sheet, paths[j], opts)
+            yield path, pending.pop(i).result
+
+
 def read_export(con: duckdb.DuckDBPyConnection, path: Path, opts: ReadOptions, table: str,
-                workdir: Path, keys: list[str] | None = None) -> ReadResult:
+                workdir: Path, keys: list[str] | None = None,
+                sheet: pa.Table | None = None) -> ReadResult:
     """Read ``path`` into temp table ``table``; see the module docstring for the shape.
-    ``keys``: for JSON Lines, the keys to extract (default: every key found)."""
+    ``keys``: for JSON Lines, the keys to extract (default: every key found). ``sheet``: the
+    XLSX sheet when already read (prefetched_sheets)."""
     try:
         if opts.format == "csv":
             return _read_csv(con, path, opts, table, workdir)
         if opts.format == "xlsx":
-            return _read_xlsx(con, path, opts, table)
+            return _read_xlsx(con, path, opts, table, sheet)
         if opts.format == "jsonl":
             return _read_jsonl(con, path, table, keys)
     except duckdb.Error as exc:
@@ -196,8 +227,9 @@ def _read_csv(con, path: Path, opts: ReadOptions, table: str, workdir: Path) -> 
     return ReadResult(table, header, total, encoding, rejects_out)
 
 
-def _read_xlsx(con, path: Path, opts: ReadOptions, table: str) -> ReadResult:
-    arrow = _excel_sheet(path, opts).to_arrow()
+def _read_xlsx(con, path: Path, opts: ReadOptions, table: str,
+               sheet: pa.Table | None = None) -> ReadResult:
+    arrow = sheet if sheet is not None else read_sheet(path, opts)
     columns = [str(c) for c in arrow.column_names]
     first_data_row = opts.header_row + 1  # the sheet row a person sees in Excel
     arrow = arrow.append_column(
