@@ -1,22 +1,31 @@
 """The committed sample (data/sample, ~2,000 persons from the generator) built end to end by
-Dagster into a temporary directory, as `make run` does, with invariants on the result."""
+Dagster into a temporary directory, as `make run` does, with invariants on the result.
+
+The build runs with DuckDB limited to 128 MB and one thread (the repo default is 4 GB): a
+warehouse bigger than memory must spill to the temp directory, not fail (tests/test_memory.py
+shows the spill itself)."""
 
 from pathlib import Path
 
 import duckdb
 import polars as pl
 import pytest
+from handmade import write_config
 
 from pipelines.definitions import build_definitions
 
 SAMPLE = Path(__file__).resolve().parent.parent / "data" / "sample"
+LOW_MEMORY_LIMIT = "128MB"
 
 
 @pytest.fixture(scope="module")
 def sample_build(tmp_path_factory):
     assert (SAMPLE / "ground_truth.csv").exists(), "the committed sample is missing"
     root = tmp_path_factory.mktemp("sample")
+    config = write_config(root / "config", lambda d: d["warehouse"].update(
+        memory_limit=LOW_MEMORY_LIMIT, threads=1))
     with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("PROFILES_CONFIG", str(config))
         mp.setenv("PROFILES_LANDING", str(SAMPLE))
         mp.setenv("PROFILES_WAREHOUSE", str(root / "warehouse" / "profiles.duckdb"))
         mp.setenv("PROFILES_EXPORTS", str(root / "exports"))
