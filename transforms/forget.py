@@ -104,6 +104,7 @@ def _forget(con, salt: str, phone: str | None, email: str | None,
         [dt.datetime.now(), request])
     report = ForgetReport(request, customers, identifiers)
     needles = _needles(con)
+    _forget_name_readings(con, customers, report)
     _delete_raw_and_staging(con, salt, needles, report)
     _delete_by_customer(con, customers, report)
     _sweep(con, needles, report)
@@ -148,6 +149,18 @@ def _collect_identifiers(con, customers: list[str]) -> None:
         UNION SELECT 'unionid', unionid FROM recs UNION SELECT 'crm_code', crm_code FROM recs""")
 
 
+def _forget_name_readings(con, customers: list[str], report: ForgetReport) -> None:
+    """identity.pinyin_names caches the reading of every name seen: drop the person's names
+    (another person's record with the same name simply has it read again)."""
+    if not customers or not table_exists(con, "identity", "pinyin_names"):
+        return
+    report.rows_removed["identity.pinyin_names"] = _count_deleted(
+        con, "identity.pinyin_names", """name IN (
+            SELECT coalesce(r.name, r.nickname) FROM identity.source_records r
+            JOIN identity.customer_map m USING (source, source_key)
+            WHERE m.customer_id IN (SELECT * FROM _forget_customers))""")
+
+
 def _delete_raw_and_staging(con, salt: str, needles: list[str], report: ForgetReport) -> None:
     con.execute("""CREATE OR REPLACE TEMP TABLE _forgotten_rows (
         entity VARCHAR, file_sha256 VARCHAR, row_number BIGINT)""")
@@ -180,19 +193,20 @@ def _delete_raw_and_staging(con, salt: str, needles: list[str], report: ForgetRe
 
 
 def _delete_by_customer(con, customers: list[str], report: ForgetReport) -> None:
-    """Every table with a customer_id, old_id / current_id or source_key column."""
+    """Every table with a customer_id, old_id / current_id or source key column (source_key;
+    left_key / right_key of identity.match_links)."""
     keyed = con.execute(
         f"""SELECT table_schema || '.' || table_name, list(column_name)
         FROM information_schema.columns WHERE {_BASE_TABLES} AND table_schema NOT IN ('privacy', 'raw')
-          AND column_name IN ('customer_id', 'old_id', 'current_id', 'source_key')
+          AND column_name IN ('customer_id', 'old_id', 'current_id', 'source_key', 'left_key',
+                              'right_key')
         GROUP BY ALL ORDER BY 1""").fetchall()
     con.execute("""CREATE OR REPLACE TEMP TABLE _forget_keys AS
         SELECT DISTINCT value FROM _forget_ids WHERE kind IN ('crm_code', 'erp_code', 'openid')
           AND value IS NOT NULL""")
     for table, columns in keyed:
-        conditions = [f"{c} IN (SELECT * FROM _forget_customers)" for c in columns if c != "source_key"]
-        if "source_key" in columns:
-            conditions.append("source_key IN (SELECT * FROM _forget_keys)")
+        conditions = [f"{c} IN (SELECT * FROM _forget_keys)" if c.endswith("_key")
+                      else f"{c} IN (SELECT * FROM _forget_customers)" for c in columns]
         n = _count_deleted(con, table, " OR ".join(conditions))
         if n:
             report.rows_removed[table] = report.rows_removed.get(table, 0) + n

@@ -66,10 +66,17 @@ def build_source_records(con) -> int:
         FROM (SELECT *, nullif(regexp_extract(remark, {quote_literal(remark_name)}, 1), '')
                         AS remark_name FROM wx)"""
     )
+    # pypinyin is Python: it reads each distinct name once, ever (identity.pinyin_names keeps
+    # the readings, so a night reads only names it has not seen).
+    con.execute("CREATE TABLE IF NOT EXISTS identity.pinyin_names "
+                "(name VARCHAR PRIMARY KEY, surname_py VARCHAR, given_py VARCHAR)")
     han = [r[0] for r in con.execute(
         """SELECT DISTINCT coalesce(name, nickname) AS n FROM _records
-        WHERE regexp_full_match(n, '\\p{Han}{2,4}')""").fetchall()]
-    con.register("_pinyin_arrow", pinyin_table(han))
+        WHERE regexp_full_match(n, '\\p{Han}{2,4}')
+          AND n NOT IN (SELECT name FROM identity.pinyin_names)""").fetchall()]
+    con.register("_new_pinyin", pinyin_table(han))
+    con.execute("INSERT INTO identity.pinyin_names SELECT * FROM _new_pinyin")
+    con.unregister("_new_pinyin")
     con.execute(
         """CREATE OR REPLACE TABLE identity.source_records AS
         WITH named AS (SELECT *, coalesce(name, nickname) AS any_name FROM _records),
@@ -79,7 +86,7 @@ def build_source_records(con) -> int:
                    coalesce(p.surname_py || p.given_py, fold_letters(r.any_name)) AS py_a,
                    coalesce(p.given_py || p.surname_py, fold_letters(array_to_string(
                        list_reverse(string_split(lower(r.any_name), ' ')), ''))) AS py_b
-            FROM named r LEFT JOIN _pinyin_arrow p ON p.name = r.any_name)
+            FROM named r LEFT JOIN identity.pinyin_names p ON p.name = r.any_name)
         SELECT row_number() OVER (ORDER BY source, source_key) - 1 AS record_id,
                source, source_key, name, nickname, gender, phone, email, unionid, crm_code,
                birth_date,
@@ -96,7 +103,6 @@ def build_source_records(con) -> int:
                right(phone, 8) AS phone_tail
         FROM keyed"""
     )
-    con.unregister("_pinyin_arrow")
     con.execute("DROP TABLE _records")
     return fetch_scalar(con, "SELECT count(*) FROM identity.source_records")
 
