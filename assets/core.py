@@ -5,7 +5,8 @@ from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, ass
 
 from assets._metadata import table_metadata
 from pipelines.resources import Warehouse
-from transforms.core import build_customers, build_facts, ensure_core_schema
+from transforms.core import build_customers, ensure_core_schema
+from transforms.facts import build_facts
 from transforms.sql import fetch_scalar
 
 
@@ -29,9 +30,10 @@ def core_customers(warehouse: Warehouse) -> MaterializeResult:
        description="core.order_lines (ERP + WeChat mall), core.wechat_events, core.followups, "
                    "core.opportunity_stages; facts of unknown customers in core.unmatched_facts.")
 def core_facts(context: AssetExecutionContext, warehouse: Warehouse) -> MaterializeResult:
+    """Incremental on ordinary nights: new staging rows are appended (transforms.facts)."""
     with warehouse.connect() as con:
         ensure_core_schema(con)
-        counts = build_facts(con)
+        counts = build_facts(con, full=warehouse.full_rebuild)
         meta = table_metadata(con, "core.order_lines")
     if counts["unmatched_facts"]:
         context.log.warning(f"{counts['unmatched_facts']} fact rows reference no known customer "

@@ -2,8 +2,7 @@
 
 Survivorship is set per field (``transforms.survivorship``; ``profiles.yaml`` → survivorship):
 ``core.customer_field_lineage`` says which source record each value came from and by which rule.
-Facts whose source key matches no customer (an order for an unknown customer code) are kept in
-``core.unmatched_facts`` with the reason, never dropped.
+Facts (orders, events, follow-ups, opportunity stages) are built in ``transforms.facts``.
 """
 
 from __future__ import annotations
@@ -76,60 +75,3 @@ def build_customers(con, rules: dict[str, FieldRule] | None = None) -> int:
     con.execute("DROP TABLE _customer_fields")
     con.execute("DROP TABLE _survivors")
     return fetch_scalar(con, "SELECT count(*) FROM core.customers")
-
-
-def build_facts(con) -> dict[str, int]:
-    """Orders (ERP lines + WeChat mall orders), WeChat events, follow-ups, opportunity stages."""
-    crm_map = "(SELECT source_key, customer_id FROM identity.customer_map WHERE source = 'crm')"
-    erp_map = "(SELECT source_key, customer_id FROM identity.customer_map WHERE source = 'erp')"
-    wx_map = "(SELECT source_key, customer_id FROM identity.customer_map WHERE source = 'wechat')"
-    con.execute(
-        f"""CREATE OR REPLACE TABLE core.order_lines AS
-        WITH erp AS ({current_rows_sql('erp_orders')}),
-             wx AS (SELECT * FROM ({current_rows_sql('wechat_events')})
-                    WHERE event_type = 'mall_order')
-        SELECT m.customer_id, 'erp' AS channel, order_no AS order_id, line_no, ordered_at,
-               category, product_name, quantity, amount, quantity < 0 OR amount < 0 AS is_refund,
-               customer_code AS source_key, _source_file, _row_number
-        FROM erp LEFT JOIN {erp_map} m ON m.source_key = erp.customer_code
-        UNION ALL
-        SELECT m.customer_id, 'wechat_mall', order_id, 1, event_at, category, NULL,
-               coalesce(quantity, 1), amount, amount < 0, openid, _source_file, _row_number
-        FROM wx LEFT JOIN {wx_map} m ON m.source_key = wx.openid"""
-    )
-    con.execute(
-        f"""CREATE OR REPLACE TABLE core.wechat_events AS
-        SELECT m.customer_id, e.* EXCLUDE (_file_sha256, _loaded_at)
-        FROM ({current_rows_sql('wechat_events')}) e LEFT JOIN {wx_map} m ON m.source_key = e.openid"""
-    )
-    con.execute(
-        f"""CREATE OR REPLACE TABLE core.followups AS
-        SELECT m.customer_id, f.* EXCLUDE (_file_sha256, _loaded_at)
-        FROM ({current_rows_sql('crm_followups')}) f LEFT JOIN {crm_map} m
-          ON m.source_key = f.customer_code"""
-    )
-    con.execute(
-        f"""CREATE OR REPLACE TABLE core.opportunity_stages AS
-        SELECT m.customer_id, o.* EXCLUDE (_file_sha256, _loaded_at)
-        FROM ({current_rows_sql('crm_opportunities')}) o LEFT JOIN {crm_map} m
-          ON m.source_key = o.customer_code"""
-    )
-    con.execute(
-        """CREATE OR REPLACE TABLE core.unmatched_facts AS
-        SELECT 'order_lines' AS fact, source_key, _source_file, _row_number,
-               'no customer record with this key' AS reason FROM core.order_lines
-        WHERE customer_id IS NULL
-        UNION ALL SELECT 'wechat_events', openid, _source_file, _row_number,
-               'event of an openid that is not a known follower' FROM core.wechat_events
-        WHERE customer_id IS NULL
-        UNION ALL SELECT 'followups', customer_code, _source_file, _row_number,
-               'no CRM customer with this code' FROM core.followups WHERE customer_id IS NULL
-        UNION ALL SELECT 'opportunity_stages', customer_code, _source_file, _row_number,
-               'no CRM customer with this code' FROM core.opportunity_stages
-        WHERE customer_id IS NULL"""
-    )
-    counts = {
-        t: fetch_scalar(con, f"SELECT count(*) FROM core.{t}")
-        for t in ("order_lines", "wechat_events", "followups", "opportunity_stages", "unmatched_facts")
-    }
-    return counts
