@@ -16,8 +16,10 @@ from transforms.sql import fetch_scalar
 def core_customers(warehouse: Warehouse) -> MaterializeResult:
     with warehouse.connect() as con:
         ensure_core_schema(con)
-        build_customers(con, warehouse.config.survivorship.rules())
+        computed = build_customers(con, warehouse.config.survivorship.rules(),
+                                   full=warehouse.full_rebuild)
         meta = table_metadata(con, "core.customers")
+        meta["golden_records_computed"] = MetadataValue.int(computed)
         meta["customers_with_same_source_duplicates"] = MetadataValue.int(fetch_scalar(
             con, """SELECT count(*) FROM (SELECT customer_id, source FROM identity.customer_map
                     GROUP BY ALL HAVING count(*) > 1)"""))

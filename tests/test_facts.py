@@ -1,13 +1,14 @@
-"""Core facts on an incremental night: only new staging rows are appended, superseded versions
-replaced, re-sent events ignored, rows re-attached when their customer changes; the result
-equals a full rebuild."""
+"""The core layer on an incremental night: only new staging rows are appended to the facts,
+superseded versions replaced, re-sent events ignored, rows re-attached when their customer
+changes; only touched customers get their golden record recomputed; the result equals a full
+rebuild."""
 
 import datetime as dt
 
 from handmade import land
 
 from pipelines.config import IdentityConfig
-from transforms.core import ensure_core_schema
+from transforms.core import build_customers, ensure_core_schema
 from transforms.facts import build_facts
 from transforms.identity import resolve_identities
 from transforms.staging import build_staging
@@ -22,6 +23,8 @@ SAME_EITHER_WAY = {
     "stages": "SELECT * EXCLUDE (_source_file, _row_number) FROM core.opportunity_stages "
               "ORDER BY ALL",
     "unmatched": "SELECT fact, source_key FROM core.unmatched_facts ORDER BY ALL",
+    "customers": "SELECT * FROM core.customers ORDER BY ALL",
+    "lineage": "SELECT * FROM core.customer_field_lineage ORDER BY ALL",
 }
 
 
@@ -30,7 +33,7 @@ def night(wh, run: str, full: bool = False) -> dict:
         build_staging(wh, entity)
     resolve_identities(wh, IdentityConfig(), run, dt.datetime(2026, 11, 21))
     ensure_core_schema(wh)
-    return build_facts(wh, full=full)
+    return {**build_facts(wh, full=full), "golden": build_customers(wh, full=full)}
 
 
 def test_a_night_appends_new_facts_and_agrees_with_a_full_rebuild(wh):
@@ -53,6 +56,7 @@ def test_a_night_appends_new_facts_and_agrees_with_a_full_rebuild(wh):
                                 "method": "电话"}], NIGHT1)
     first = night(wh, "r1")
     assert first["full_rebuild"] == 1 and first["order_lines"] == 3
+    assert first["golden"] == 3  # 张伟 (CRM + ERP), 李娜, the follower
 
     # Night 2: SO1 re-sent with a corrected amount, a new line, the same read event re-sent,
     # a new follow-up, and the unknown customer E9 arrives (its order gets attached).
@@ -70,6 +74,7 @@ def test_a_night_appends_new_facts_and_agrees_with_a_full_rebuild(wh):
     second = night(wh, "r2")
     assert second["full_rebuild"] == 0
     assert second["fact_rows_inserted"] == 3  # SO1's new version, SO3, KH2's follow-up
+    assert second["golden"] == 1  # only 李娜, who gained an ERP record
     orders = dict(wh.execute("SELECT order_id, amount FROM core.order_lines").fetchall())
     assert orders == {"SO1": 90, "SO2": 50, "SO3": 200, "WX1": 30}
     owner = dict(wh.execute("""SELECT m.source_key, o.customer_id FROM core.order_lines o
@@ -79,4 +84,5 @@ def test_a_night_appends_new_facts_and_agrees_with_a_full_rebuild(wh):
 
     incremental = {name: wh.execute(sql).fetchall() for name, sql in SAME_EITHER_WAY.items()}
     assert build_facts(wh, full=True)["full_rebuild"] == 1
+    assert build_customers(wh, full=True) == 3
     assert {name: wh.execute(sql).fetchall() for name, sql in SAME_EITHER_WAY.items()} == incremental

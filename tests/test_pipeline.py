@@ -37,6 +37,7 @@ SAME_EITHER_WAY = {
     # pairs, not scores: a retrained model weighs evidence a little differently
     "links": "SELECT left_source, left_key, right_source, right_key FROM identity.match_links "
              "ORDER BY ALL",
+    "golden": "SELECT * FROM core.customers ORDER BY ALL",
     "orders": "SELECT * EXCLUDE (_source_file, _row_number) FROM core.order_lines ORDER BY ALL",
     "tags": "SELECT customer_id, tag_id FROM profile.customer_tags ORDER BY ALL",
 }

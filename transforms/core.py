@@ -3,9 +3,16 @@
 Survivorship is set per field (``transforms.survivorship``; ``profiles.yaml`` → survivorship):
 ``core.customer_field_lineage`` says which source record each value came from and by which rule.
 Facts (orders, events, follow-ups, opportunity stages) are built in ``transforms.facts``.
+
+Incremental: a night recomputes the golden records of the customers it touched only: those
+with a record loaded since the last run, and those whose records changed hands (merges,
+splits, forgotten records; core.customer_key_map holds last run's map). Everything is rebuilt
+on ``full``, on the first run, or when the rules or staging's parsing changed.
 """
 
 from __future__ import annotations
+
+import hashlib
 
 from transforms.sql import fetch_scalar
 from transforms.staging import current_rows_sql
@@ -16,9 +23,25 @@ def ensure_core_schema(con) -> None:
     con.execute("CREATE SCHEMA IF NOT EXISTS core")
 
 
-def build_customers(con, rules: dict[str, FieldRule] | None = None) -> int:
-    """core.customers (one golden record per customer) and core.customer_field_lineage."""
+CUSTOMER_SOURCES = {"crm_customers": ("crm", "customer_code"),
+                    "erp_customers": ("erp", "customer_code"),
+                    "wechat_followers": ("wechat", "openid")}
+
+
+def build_customers(con, rules: dict[str, FieldRule] | None = None, full: bool = False) -> int:
+    """core.customers (one golden record per customer) and core.customer_field_lineage.
+    Returns the number of golden records (re)computed."""
     rules = rules or default_rules()
+    con.execute("CREATE TABLE IF NOT EXISTS core.customer_state "
+                "(fingerprint VARCHAR, loaded_upto TIMESTAMP)")
+    fingerprint = _fingerprint(con, rules)
+    state = con.execute("SELECT fingerprint, loaded_upto FROM core.customer_state").fetchall()
+    incremental = (not full and state and state[0][0] == fingerprint and all(
+        _core_table(con, t) for t in ("customers", "customer_field_lineage", "customer_key_map")))
+    customers = "identity.customer_map"
+    if incremental:
+        _affected_customers(con, state[0][1])
+        customers = "(SELECT * FROM identity.customer_map WHERE customer_id IN (SELECT customer_id FROM _affected))"
     con.execute(
         f"""CREATE OR REPLACE TEMP TABLE _customer_fields AS
         WITH crm AS ({current_rows_sql('crm_customers')}),
@@ -39,7 +62,7 @@ def build_customers(con, rules: dict[str, FieldRule] | None = None) -> int:
                    subscribed, _loaded_at
             FROM wx)
         SELECT m.customer_id, f.*
-        FROM fields f JOIN identity.customer_map m USING (source, source_key)"""
+        FROM fields f JOIN {customers} m USING (source, source_key)"""
     )
     # One pass: each field's survivor carries the record it came from, for the lineage table.
     picks = ",\n".join(
@@ -60,18 +83,60 @@ def build_customers(con, rules: dict[str, FieldRule] | None = None) -> int:
         FROM _customer_fields GROUP BY customer_id"""
     )
     values = ", ".join(f"{f}.value AS {f}" for f in GOLDEN_FIELDS)
-    con.execute(
-        f"""CREATE OR REPLACE TABLE core.customers AS
-        SELECT customer_id, {values}, first_seen_at, wechat_subscribed, marketing_consent,
+    golden = f"""SELECT customer_id, {values}, first_seen_at, wechat_subscribed, marketing_consent,
                source_records, sources
         FROM _survivors ORDER BY customer_id"""
-    )
     lineage = " UNION ALL ".join(
         f"""SELECT customer_id, '{f}' AS field, {f}.source AS source, {f}.source_key AS source_key,
                    '{rules[f].rule}' AS rule FROM _survivors WHERE {f} IS NOT NULL"""
         for f in GOLDEN_FIELDS
     )
-    con.execute(f"CREATE OR REPLACE TABLE core.customer_field_lineage AS {lineage}")
+    if incremental:
+        for table, rows in (("customers", golden), ("customer_field_lineage", lineage)):
+            con.execute(f"DELETE FROM core.{table} WHERE customer_id IN (SELECT customer_id FROM _affected)")
+            con.execute(f"INSERT INTO core.{table} {rows}")
+        con.execute("DROP TABLE _affected")
+    else:
+        con.execute(f"CREATE OR REPLACE TABLE core.customers AS {golden}")
+        con.execute(f"CREATE OR REPLACE TABLE core.customer_field_lineage AS {lineage}")
+    computed = fetch_scalar(con, "SELECT count(*) FROM _survivors")
     con.execute("DROP TABLE _customer_fields")
     con.execute("DROP TABLE _survivors")
-    return fetch_scalar(con, "SELECT count(*) FROM core.customers")
+    con.execute("CREATE OR REPLACE TABLE core.customer_key_map AS "
+                "SELECT source, source_key, customer_id FROM identity.customer_map")
+    upto = " UNION ALL ".join(f"SELECT max(_loaded_at) AS t FROM staging.{e}"
+                              for e in CUSTOMER_SOURCES)
+    con.execute("DELETE FROM core.customer_state")
+    con.execute(f"INSERT INTO core.customer_state SELECT ?, max(t) FROM ({upto})", [fingerprint])
+    return computed
+
+
+def _core_table(con, table: str) -> bool:
+    return bool(fetch_scalar(con, "SELECT count(*) FROM duckdb_tables() WHERE schema_name = 'core' "
+                                  "AND table_name = ?", [table]))
+
+
+def _fingerprint(con, rules: dict[str, FieldRule]) -> str:
+    """The survivorship rules and how staging parsed the customer sources."""
+    parsed = con.execute("SELECT entity, fingerprint FROM staging.build_state ORDER BY 1"
+                         ).fetchall()
+    return hashlib.sha256(repr((sorted(rules.items()), parsed)).encode()).hexdigest()
+
+
+def _affected_customers(con, loaded_upto) -> None:
+    """_affected: customers with a record loaded after ``loaded_upto``, or whose records
+    changed hands since the last run (both the old and the new id)."""
+    new_keys = " UNION ALL ".join(
+        f"SELECT '{source}' AS source, {key} AS source_key FROM staging.{entity} "
+        f"WHERE _loaded_at > $upto" for entity, (source, key) in CUSTOMER_SOURCES.items())
+    con.execute(
+        f"""CREATE OR REPLACE TEMP TABLE _affected AS
+        SELECT customer_id FROM identity.customer_map SEMI JOIN ({new_keys}) n
+          USING (source, source_key)
+        UNION SELECT customer_id FROM (
+            SELECT source, source_key, customer_id FROM identity.customer_map
+            EXCEPT SELECT source, source_key, customer_id FROM core.customer_key_map)
+        UNION SELECT customer_id FROM (
+            SELECT source, source_key, customer_id FROM core.customer_key_map
+            EXCEPT SELECT source, source_key, customer_id FROM identity.customer_map)""",
+        {"upto": loaded_upto})
