@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import hashlib
 
-from transforms.sql import fetch_scalar
+from transforms.sql import fetch_scalar, table_exists
 from transforms.staging import current_rows_sql
 from transforms.survivorship import GOLDEN_FIELDS, FieldRule, default_rules, order_key_sql
 
@@ -37,11 +37,12 @@ def build_customers(con, rules: dict[str, FieldRule] | None = None, full: bool =
     fingerprint = _fingerprint(con, rules)
     state = con.execute("SELECT fingerprint, loaded_upto FROM core.customer_state").fetchall()
     incremental = (not full and state and state[0][0] == fingerprint and all(
-        _core_table(con, t) for t in ("customers", "customer_field_lineage", "customer_key_map")))
+        table_exists(con, "core", t) for t in ("customers", "customer_field_lineage", "customer_key_map")))
     customers = "identity.customer_map"
     if incremental:
         _affected_customers(con, state[0][1])
-        customers = "(SELECT * FROM identity.customer_map WHERE customer_id IN (SELECT customer_id FROM _affected))"
+        customers = """(SELECT * FROM identity.customer_map
+                        WHERE customer_id IN (SELECT customer_id FROM _affected))"""
     con.execute(
         f"""CREATE OR REPLACE TEMP TABLE _customer_fields AS
         WITH crm AS ({current_rows_sql('crm_customers')}),
@@ -93,7 +94,8 @@ def build_customers(con, rules: dict[str, FieldRule] | None = None, full: bool =
     )
     if incremental:
         for table, rows in (("customers", golden), ("customer_field_lineage", lineage)):
-            con.execute(f"DELETE FROM core.{table} WHERE customer_id IN (SELECT customer_id FROM _affected)")
+            con.execute(f"DELETE FROM core.{table} "
+                        "WHERE customer_id IN (SELECT customer_id FROM _affected)")
             con.execute(f"INSERT INTO core.{table} {rows}")
         con.execute("DROP TABLE _affected")
     else:
@@ -109,11 +111,6 @@ def build_customers(con, rules: dict[str, FieldRule] | None = None, full: bool =
     con.execute("DELETE FROM core.customer_state")
     con.execute(f"INSERT INTO core.customer_state SELECT ?, max(t) FROM ({upto})", [fingerprint])
     return computed
-
-
-def _core_table(con, table: str) -> bool:
-    return bool(fetch_scalar(con, "SELECT count(*) FROM duckdb_tables() WHERE schema_name = 'core' "
-                                  "AND table_name = ?", [table]))
 
 
 def _fingerprint(con, rules: dict[str, FieldRule]) -> str:

@@ -13,7 +13,7 @@ belongs to another customer (or to none). Everything is rebuilt from staging whe
 from __future__ import annotations
 
 from transforms.schema import ENTITIES
-from transforms.sql import fetch_scalar, quote_ident
+from transforms.sql import fetch_scalar, quote_ident, table_exists
 from transforms.staging import current_rows_sql
 
 FACT_ENTITIES = ("erp_orders", "wechat_events", "crm_followups", "crm_opportunities")
@@ -63,7 +63,7 @@ def build_facts(con, full: bool = False) -> dict[str, int]:
         "SELECT entity, loaded_upto, staging_fingerprint FROM core.fact_state").fetchall()}
     incremental = not full and all(
         e in state and state[e][1] == fingerprints.get(e) for e in FACT_ENTITIES) and all(
-        _exists(con, t) for t in (*FACT_KEYS, "fact_key_map"))
+        table_exists(con, "core", t) for t in (*FACT_KEYS, "fact_key_map"))
     inserted = _append_new(con, state) if incremental else _rebuild(con)
     _remember(con, fingerprints)
     _unmatched(con)
@@ -72,11 +72,6 @@ def build_facts(con, full: bool = False) -> dict[str, int]:
     counts["fact_rows_inserted"] = inserted
     counts["full_rebuild"] = int(not incremental)
     return counts
-
-
-def _exists(con, table: str) -> bool:
-    return bool(fetch_scalar(con, "SELECT count(*) FROM duckdb_tables() WHERE schema_name = 'core' "
-                                  "AND table_name = ?", [table]))
 
 
 def _rebuild(con) -> int:

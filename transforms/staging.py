@@ -19,7 +19,7 @@ import pyarrow as pa
 
 from transforms.normalize import normalise_phones
 from transforms.schema import ENTITIES, Entity, Field
-from transforms.sql import fetch_scalar, quote_ident, quote_literal
+from transforms.sql import fetch_scalar, quote_ident, quote_literal, table_exists
 
 SQL_TYPES = {
     "text": "VARCHAR", "code": "VARCHAR", "name": "VARCHAR", "phone": "VARCHAR",
@@ -151,9 +151,7 @@ def build_staging(con, entity_name: str, mapping: dict[str, str] | None = None,
     fingerprint = parse_fingerprint(entity, mapping, units, phone_region)
     previous = con.execute("SELECT fingerprint FROM staging.build_state WHERE entity = ?",
                            [entity_name]).fetchall()
-    exists = fetch_scalar(con, "SELECT count(*) FROM duckdb_tables() WHERE schema_name = 'staging' "
-                               "AND table_name = ?", [entity_name])
-    full = full or not exists or previous != [(fingerprint,)]
+    full = full or not table_exists(con, "staging", entity_name) or previous != [(fingerprint,)]
     if full:
         _clear_entity(con, entity_name)
     # The rows to parse: raw rows of files not staged yet.
