@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 
+from transforms.identity import moved_keys_sql
 from transforms.sql import fetch_scalar, table_exists
 from transforms.staging import current_rows_sql
 from transforms.survivorship import GOLDEN_FIELDS, FieldRule, default_rules, order_key_sql
@@ -130,10 +131,7 @@ def _affected_customers(con, loaded_upto) -> None:
         f"""CREATE OR REPLACE TEMP TABLE _affected AS
         SELECT customer_id FROM identity.customer_map SEMI JOIN ({new_keys}) n
           USING (source, source_key)
-        UNION SELECT customer_id FROM (
-            SELECT source, source_key, customer_id FROM identity.customer_map
-            EXCEPT SELECT source, source_key, customer_id FROM core.customer_key_map)
-        UNION SELECT customer_id FROM (
-            SELECT source, source_key, customer_id FROM core.customer_key_map
-            EXCEPT SELECT source, source_key, customer_id FROM identity.customer_map)""",
+        UNION SELECT id FROM (SELECT unnest([old_id, new_id]) AS id
+                              FROM ({moved_keys_sql('core.customer_key_map')}))
+        WHERE id IS NOT NULL""",
         {"upto": loaded_upto})

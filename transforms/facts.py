@@ -12,6 +12,7 @@ belongs to another customer (or to none). Everything is rebuilt from staging whe
 
 from __future__ import annotations
 
+from transforms.identity import moved_keys_sql
 from transforms.schema import ENTITIES
 from transforms.sql import fetch_scalar, quote_ident, table_exists
 from transforms.staging import current_rows_sql
@@ -140,17 +141,12 @@ def _insert(con, table: str, select: str) -> int:
 def _reattach(con) -> None:
     """Rows whose source key now belongs to another customer (a merge, a split, a customer
     record that arrived after its orders) or to none (a forgotten record)."""
-    con.execute("""CREATE OR REPLACE TEMP TABLE _moved AS
-        SELECT c.source, c.source_key, c.customer_id FROM (
-            SELECT source, source_key, customer_id FROM identity.customer_map
-            EXCEPT SELECT source, source_key, customer_id FROM core.fact_key_map) c
-        UNION ALL
-        SELECT source, source_key, NULL FROM (
-            SELECT source, source_key FROM core.fact_key_map
-            EXCEPT SELECT source, source_key FROM identity.customer_map)""")
+    con.execute(f"""CREATE OR REPLACE TEMP TABLE _moved AS
+        SELECT source, source_key, new_id AS customer_id
+        FROM ({moved_keys_sql('core.fact_key_map')})""")
     targets = [("order_lines", "erp", "source_key", "channel = 'erp'"),
                ("order_lines", "wechat", "source_key", "channel = 'wechat_mall'")]
-    targets += [(t, s, k, "true") for t, spec in FACT_KEYS.items() if spec for s, k in [spec]]
+    targets += [(table, *spec, "true") for table, spec in FACT_KEYS.items() if spec]
     for table, source, key, only in targets:
         con.execute(f"""UPDATE core.{table} t SET customer_id = m.customer_id
             FROM (SELECT * FROM _moved WHERE source = '{source}') m

@@ -323,6 +323,15 @@ def assign_customer_ids(con, run_id: str, now) -> dict[str, int]:
     }
 
 
+def moved_keys_sql(previous: str) -> str:
+    """(source, source_key, old_id, new_id) of every source key whose customer differs between
+    ``previous`` (a snapshot of identity.customer_map taken by an earlier run) and the map now;
+    an id is NULL where the key is absent (a new record, a forgotten one)."""
+    return f"""SELECT source, source_key, p.customer_id AS old_id, m.customer_id AS new_id
+        FROM {previous} p FULL JOIN identity.customer_map m USING (source, source_key)
+        WHERE p.customer_id IS DISTINCT FROM m.customer_id"""
+
+
 def _create_id_lookup(con) -> None:
     """identity.id_lookup: every id ever issued → the id that stands for it now, following
     merges (A merged into B merged into C: A → C). A split keeps the id on its larger part."""

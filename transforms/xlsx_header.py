@@ -11,10 +11,11 @@ cell are not listed (fastexcel calls them __UNNAMED__n): no mapping can name the
 from __future__ import annotations
 
 import posixpath
-import re
 import zipfile
 from pathlib import Path
 from xml.etree.ElementTree import iterparse
+
+from xlsxwriter.utility import xl_cell_to_rowcol
 
 _MAIN = "{http://schemas.openxmlformats.org/spreadsheetml/2006/main}"
 _REL = "{http://schemas.openxmlformats.org/officeDocument/2006/relationships}"
@@ -75,7 +76,8 @@ def _row_cells(z: zipfile.ZipFile, part: str, row_number: int) -> dict[int, tupl
                 return {}
             cells = {}
             for c in el.iter(_MAIN + "c"):
-                col = _column_index(c.get("r", ""))
+                ref = c.get("r")
+                col = xl_cell_to_rowcol(ref)[1] if ref else None
                 kind = c.get("t", "n")
                 if kind == "inlineStr":
                     value = "".join(t.text or "" for t in c.iter(_MAIN + "t"))
@@ -87,16 +89,6 @@ def _row_cells(z: zipfile.ZipFile, part: str, row_number: int) -> dict[int, tupl
                 cells[col] = (kind, value)
             return cells
     return {}
-
-
-def _column_index(ref: str) -> int | None:
-    letters = re.match(r"[A-Z]+", ref)
-    if not letters:
-        return None
-    index = 0
-    for ch in letters.group():
-        index = index * 26 + ord(ch) - 64
-    return index - 1
 
 
 def _shared_strings(z: zipfile.ZipFile, wanted: set[int]) -> dict[int, str]:
