@@ -109,6 +109,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--new", type=float, default=0.01,
                         help="share of each export's records that arrive on night 2")
+    parser.add_argument("--keep", action="store_true",
+                        help="keep the warehouse (to profile a step on it) and print where")
     args = parser.parse_args()
     night1, night2 = split_nights(ensure_dataset(args.persons, args.seed), args.new)
     workdir = Path(tempfile.mkdtemp(prefix="profiles_bench_"))
@@ -121,7 +123,10 @@ def main() -> None:
         incremental, incr_steps, incr_identity = run_build(landing, workdir)
         floor = floor_seconds(landing)
     finally:
-        shutil.rmtree(workdir, ignore_errors=True)
+        if args.keep:
+            print(f"warehouse kept in {workdir}")
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
     peak_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 / 1024
     print(f"\n{'asset':<40}{'full':>10}{'incremental':>13}")
     for step in sorted(full_steps, key=lambda k: -full_steps[k]):
