@@ -5,22 +5,26 @@ from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, ass
 
 from assets._metadata import table_metadata
 from pipelines.resources import Warehouse
-from transforms.features import build_features
+from transforms.features_refresh import refresh_features
 from transforms.predict import build_predictions
 
 
 @asset(group_name="features", kinds={"duckdb"}, deps=["core_customers", "core_facts"],
        description="features.customer_features: basic, value (RFM), behaviour, funnel and "
-                   "WeChat features per customer as of the snapshot date (see FEATURES).")
+                   "WeChat features per customer as of the snapshot date (see FEATURES). A "
+                   "night summarises again only customers whose inputs changed.")
 def customer_features(warehouse: Warehouse) -> MaterializeResult:
     snapshot = warehouse.config.resolved_snapshot_date()
     with warehouse.connect() as con:
-        build_features(con, snapshot)
+        refreshed = refresh_features(con, snapshot, full=warehouse.full_rebuild)
         meta = table_metadata(con, "features.customer_features")
         rfm = con.execute("""SELECT rfm_segment, count(*) FROM features.customer_features
                              GROUP BY ALL ORDER BY 2 DESC""").fetchall()
     meta["snapshot_date"] = MetadataValue.text(snapshot.isoformat())
     meta["rfm_segments"] = MetadataValue.json(dict(rfm))
+    meta["customers_summarised"] = MetadataValue.int(refreshed.summarised)
+    meta["summarised_everyone"] = MetadataValue.bool(refreshed.full)
+    meta["summarised_because"] = MetadataValue.text(refreshed.reason)
     return MaterializeResult(metadata=meta)
 
 

@@ -40,6 +40,7 @@ SAME_EITHER_WAY = {
     "golden": "SELECT * FROM core.customers ORDER BY ALL",
     "orders": "SELECT * EXCLUDE (_source_file, _row_number) FROM core.order_lines ORDER BY ALL",
     "tags": "SELECT customer_id, tag_id FROM profile.customer_tags ORDER BY ALL",
+    "features": "SELECT * FROM features.customer_features ORDER BY customer_id",
 }
 
 
@@ -261,6 +262,42 @@ def test_every_profile_column_is_in_the_data_dictionary(wh):
     described = dict(wh.execute("SELECT column_name, meaning FROM profile.data_dictionary "
                                 "WHERE table_name = 'profile.customer_profile'").fetchall())
     assert set(columns) == set(described) and all(described.values())
+
+
+def test_nightly_features_summarise_only_changed_customers_and_equal_a_full_build(built, tmp_path):
+    import shutil
+
+    from transforms.features import build_features
+    from transforms.features_refresh import refresh_features
+    from transforms.normalize import register_normalizers
+
+    copy = tmp_path / "w.duckdb"
+    shutil.copy(built["root"] / "warehouse" / "profiles.duckdb", copy)
+    con = duckdb.connect(str(copy))
+    register_normalizers(con)
+    snapshot = dt.date(2026, 11, 20)
+    nothing = refresh_features(con, snapshot, max_changed_share=1.0)
+    assert (nothing.full, nothing.summarised) == (False, 0)
+
+    def differences(day):
+        build_features(con, day, "features.everyone")
+        return con.execute("""SELECT count(*) FROM (
+            (SELECT * FROM features.customer_features EXCEPT SELECT * FROM features.everyone)
+            UNION ALL
+            (SELECT * FROM features.everyone EXCEPT SELECT * FROM features.customer_features))
+            """).fetchall()[0][0]
+
+    buyer = con.execute("SELECT min(customer_id) FROM core.order_lines").fetchall()[0][0]
+    con.execute("UPDATE core.order_lines SET amount = amount + 1 WHERE customer_id = ?", [buyer])
+    for day in (snapshot, snapshot + dt.timedelta(days=1), snapshot + dt.timedelta(days=45)):
+        refreshed = refresh_features(con, day, max_changed_share=1.0)
+        assert not refreshed.full and refreshed.summarised > 0, day
+        assert differences(day) == 0, day
+        con.execute("UPDATE core.order_lines SET amount = amount + 1 WHERE customer_id = ?", [buyer])
+    back = refresh_features(con, snapshot)
+    assert back.full and back.reason.startswith("snapshot date went back")
+    assert differences(snapshot) == 0
+    con.close()
 
 
 def test_features_for_a_training_sample_equal_everyones_on_that_sample(built, tmp_path):

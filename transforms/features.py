@@ -1,8 +1,15 @@
-"""Features: one row per customer as of a snapshot date, computed in one DuckDB statement.
+"""Features: one row per customer as of a snapshot date, in two DuckDB statements.
 
 FEATURES is the single documented list (name, meaning, unit): it feeds the data dictionary and
 is the column list tag rules may use. Only facts dated on or before the snapshot date count, so
 the same function computes features "as of" any past cutoff (for training without leakage).
+
+1. ``summarise``: per customer, what needs their facts: counts and sums over windows ending at
+   the snapshot, lifetime aggregates, and the dates that day counts are measured from (last
+   order, last follow-up, birth date…). Each row depends on that customer's rows only, so a
+   night can recompute just the customers whose inputs changed (transforms.features_refresh).
+2. ``finish``: for everyone, the day counts from those dates and the scores that rank a
+   customer among all others (RFM quintiles, engagement and influence percentiles).
 """
 
 from __future__ import annotations
@@ -78,19 +85,13 @@ FEATURES: dict[str, tuple[str, str]] = {
 }
 
 
-def build_features(con, snapshot: dt.date, table: str = "features.customer_features",
-                   population: str | None = None) -> int:
-    """``table`` (features.customer_features) as of ``snapshot``: facts after it are ignored,
-    so the same code gives the features of a past cutoff for training models. ``population``:
-    a table of customer_ids to compute them for (a training sample) instead of everyone;
-    percentile scores are then relative to that sample."""
-    con.execute("CREATE SCHEMA IF NOT EXISTS features")
+def summary_sql(population: str | None = None) -> str:
+    """SELECT of one summary row per customer (of ``population``, a table of customer_ids, or
+    everyone) as of the date parameter ``$snap``."""
     src = {t: f"core.{t}" if population is None else
            f"(SELECT * FROM core.{t} WHERE customer_id IN (SELECT customer_id FROM {population}))"
            for t in ("customers", "order_lines", "followups", "opportunity_stages", "wechat_events")}
-    con.execute(
-        f"""CREATE OR REPLACE TABLE {table} AS
-        WITH params AS (SELECT $snap::DATE AS snap, ($snap::DATE + 1)::TIMESTAMP AS cutoff),
+    return f"""WITH params AS (SELECT $snap::DATE AS snap, ($snap::DATE + 1)::TIMESTAMP AS cutoff),
         lines AS (
             SELECT l.* FROM {src['order_lines']} l, params
             WHERE customer_id IS NOT NULL AND ordered_at < cutoff),
@@ -145,21 +146,21 @@ def build_features(con, snapshot: dt.date, table: str = "features.customer_featu
         follow AS (
             SELECT customer_id,
                    count(*) FILTER (WHERE followup_at >= snap - 90) AS followups_90d,
-                   datediff('day', max(followup_at)::DATE, snap) AS days_since_followup
+                   max(followup_at)::DATE AS last_followup_date
             FROM {src['followups']}, params
-            WHERE customer_id IS NOT NULL AND followup_at < cutoff GROUP BY customer_id, snap),
+            WHERE customer_id IS NOT NULL AND followup_at < cutoff GROUP BY customer_id),
         opp AS (
             SELECT customer_id,
                    arg_max(stage, entered_at) AS opportunity_stage,
-                   datediff('day', max(entered_at)::DATE, any_value(snap)) AS days_in_stage,
+                   max(entered_at)::DATE AS stage_entered_date,
                    count(DISTINCT opportunity_code) FILTER (WHERE stage = '赢单') AS opportunities_won,
                    count(DISTINCT opportunity_code) FILTER (WHERE stage = '输单') AS opportunities_lost
             FROM {src['opportunity_stages']}, params
             WHERE customer_id IS NOT NULL AND entered_at < cutoff GROUP BY customer_id),
-        dwell AS (
+        dwell AS (  -- within the customer's own rows, so a row depends on that customer only
             SELECT customer_id, avg(datediff('day', entered_at, left_at)) AS avg_stage_dwell_days
             FROM (SELECT customer_id, entered_at, lead(entered_at) OVER (
-                      PARTITION BY opportunity_code ORDER BY entered_at) AS left_at
+                      PARTITION BY customer_id, opportunity_code ORDER BY entered_at) AS left_at
                   FROM {src['opportunity_stages']}, params
                   WHERE customer_id IS NOT NULL AND entered_at < cutoff)
             WHERE left_at IS NOT NULL GROUP BY customer_id),
@@ -179,52 +180,66 @@ def build_features(con, snapshot: dt.date, table: str = "features.customer_featu
             JOIN identity.customer_map m ON m.source = 'wechat' AND m.source_key = e.invited_openid
             WHERE e.event_type = 'referral' AND e.customer_id IS NOT NULL AND e.event_at < cutoff
             GROUP BY e.customer_id),
-        base AS (
-            SELECT c.customer_id, c.gender,
-                   floor(datediff('day', c.birth_date, p.snap) / 365.25)::INT AS age,
-                   c.province, c.city, c.industry, c.lead_source, c.crm_stage, c.owner,
-                   datediff('day', c.first_seen_at::DATE, p.snap) AS tenure_days,
-                   v.first_order_date, v.last_order_date,
-                   datediff('day', v.first_order_date, p.snap) AS days_since_first_order,
-                   datediff('day', v.last_order_date, p.snap) AS recency_days,
-                   coalesce(v.orders_30d, 0) AS orders_30d, coalesce(v.orders_90d, 0) AS orders_90d,
-                   coalesce(v.orders_365d, 0) AS orders_365d,
-                   coalesce(v.orders_lifetime, 0) AS orders_lifetime,
-                   coalesce(s.spend_30d, 0) AS spend_30d, coalesce(s.spend_90d, 0) AS spend_90d,
-                   coalesce(s.spend_365d, 0) AS spend_365d,
-                   coalesce(s.spend_lifetime, 0) AS spend_lifetime,
-                   s.spend_lifetime / nullif(v.orders_lifetime, 0) AS avg_order_value,
-                   coalesce(s.refund_lines, 0) AS refund_lines,
-                   v.mean_days_between_orders, v.median_days_between_orders,
-                   g.preferred_category, g.preferred_category_share, g.category_spend_shares,
-                   hb.preferred_hour_band,
-                   datediff('day', v.last_order_date, p.snap)
-                       / nullif(v.median_days_between_orders, 0) AS overdue_ratio,
-                   v.night_order_share, v.weekend_order_share, s.wechat_mall_spend_share,
-                   coalesce(f.followups_90d, 0) AS followups_90d, f.days_since_followup,
-                   o.opportunity_stage, o.days_in_stage,
-                   coalesce(o.opportunities_won, 0) AS opportunities_won,
-                   coalesce(o.opportunities_lost, 0) AS opportunities_lost,
-                   d.avg_stage_dwell_days,
-                   coalesce(c.wechat_subscribed, false) AS wechat_subscribed,
-                   CASE WHEN c.wechat_subscribed THEN datediff('day', wsub.subscribed_at::DATE, p.snap)
-                        END AS days_since_subscribe,
-                   coalesce(w.article_reads_30d, 0) AS article_reads_30d,
-                   coalesce(w.article_reads_90d, 0) AS article_reads_90d,
-                   coalesce(w.shares_30d, 0) AS shares_30d, coalesce(w.shares_90d, 0) AS shares_90d,
-                   coalesce(r.referrals, 0) AS referrals
-            FROM {src['customers']} c CROSS JOIN params p
-            LEFT JOIN value v USING (customer_id) LEFT JOIN spend s USING (customer_id)
-            LEFT JOIN categories g USING (customer_id) LEFT JOIN follow f USING (customer_id)
-            LEFT JOIN hour_bands hb USING (customer_id) LEFT JOIN dwell d USING (customer_id)
-            LEFT JOIN opp o USING (customer_id) LEFT JOIN wx w USING (customer_id)
-            LEFT JOIN referred r USING (customer_id)
-            LEFT JOIN (SELECT m.customer_id, min(w2.subscribed_at) AS subscribed_at
-                       FROM staging.wechat_followers w2 JOIN identity.customer_map m
-                         ON m.source = 'wechat' AND m.source_key = w2.openid
-                       GROUP BY m.customer_id) wsub USING (customer_id)),
-        scored AS (
-            SELECT *,
+        subscribed AS (
+            SELECT m.customer_id, min(w.subscribed_at)::DATE AS subscribed_date
+            FROM staging.wechat_followers w JOIN identity.customer_map m
+              ON m.source = 'wechat' AND m.source_key = w.openid
+            WHERE m.customer_id IN (SELECT customer_id FROM {src['customers']})
+            GROUP BY m.customer_id)
+        SELECT c.customer_id, c.gender, c.birth_date, c.province, c.city, c.industry,
+               c.lead_source, c.crm_stage, c.owner, c.first_seen_at::DATE AS first_seen_date,
+               v.first_order_date, v.last_order_date,
+               coalesce(v.orders_30d, 0) AS orders_30d, coalesce(v.orders_90d, 0) AS orders_90d,
+               coalesce(v.orders_365d, 0) AS orders_365d,
+               coalesce(v.orders_lifetime, 0) AS orders_lifetime,
+               coalesce(s.spend_30d, 0) AS spend_30d, coalesce(s.spend_90d, 0) AS spend_90d,
+               coalesce(s.spend_365d, 0) AS spend_365d,
+               coalesce(s.spend_lifetime, 0) AS spend_lifetime,
+               s.spend_lifetime / nullif(v.orders_lifetime, 0) AS avg_order_value,
+               coalesce(s.refund_lines, 0) AS refund_lines,
+               v.mean_days_between_orders, v.median_days_between_orders,
+               g.preferred_category, g.preferred_category_share, g.category_spend_shares,
+               hb.preferred_hour_band, v.night_order_share, v.weekend_order_share,
+               s.wechat_mall_spend_share,
+               coalesce(f.followups_90d, 0) AS followups_90d, f.last_followup_date,
+               o.opportunity_stage, o.stage_entered_date,
+               coalesce(o.opportunities_won, 0) AS opportunities_won,
+               coalesce(o.opportunities_lost, 0) AS opportunities_lost,
+               d.avg_stage_dwell_days,
+               coalesce(c.wechat_subscribed, false) AS wechat_subscribed, ws.subscribed_date,
+               coalesce(w.article_reads_30d, 0) AS article_reads_30d,
+               coalesce(w.article_reads_90d, 0) AS article_reads_90d,
+               coalesce(w.shares_30d, 0) AS shares_30d, coalesce(w.shares_90d, 0) AS shares_90d,
+               coalesce(r.referrals, 0) AS referrals
+        FROM {src['customers']} c
+        LEFT JOIN value v USING (customer_id) LEFT JOIN spend s USING (customer_id)
+        LEFT JOIN categories g USING (customer_id) LEFT JOIN follow f USING (customer_id)
+        LEFT JOIN hour_bands hb USING (customer_id) LEFT JOIN dwell d USING (customer_id)
+        LEFT JOIN opp o USING (customer_id) LEFT JOIN wx w USING (customer_id)
+        LEFT JOIN referred r USING (customer_id) LEFT JOIN subscribed ws USING (customer_id)"""
+
+
+def finish_sql(summary: str) -> str:
+    """SELECT of the features (FEATURES order) of everyone in ``summary`` as of ``$snap``: day
+    counts from the summary's dates, and the scores that rank customers among each other."""
+    return f"""WITH days AS (
+            SELECT s.* EXCLUDE (birth_date, first_seen_date, last_followup_date,
+                                stage_entered_date, subscribed_date),
+                   floor(datediff('day', birth_date, $snap::DATE) / 365.25)::INT AS age,
+                   datediff('day', first_seen_date, $snap::DATE) AS tenure_days,
+                   datediff('day', first_order_date, $snap::DATE) AS days_since_first_order,
+                   datediff('day', last_order_date, $snap::DATE) AS recency_days,
+                   datediff('day', last_order_date, $snap::DATE)
+                       / nullif(median_days_between_orders, 0) AS overdue_ratio,
+                   datediff('day', last_followup_date, $snap::DATE) AS days_since_followup,
+                   datediff('day', stage_entered_date, $snap::DATE) AS days_in_stage,
+                   CASE WHEN wechat_subscribed THEN datediff('day', subscribed_date, $snap::DATE)
+                        END AS days_since_subscribe
+            FROM {summary} s),
+        -- The window functions see only the columns they rank by: over the whole row they
+        -- moved every column through five sorts and took ten times as long.
+        ranks AS (
+            SELECT customer_id,
                    CASE WHEN orders_lifetime > 0 THEN 6 - ntile(5) OVER (
                        PARTITION BY orders_lifetime > 0 ORDER BY recency_days, customer_id) END AS r_score,
                    CASE WHEN orders_lifetime > 0 THEN ntile(5) OVER (
@@ -235,22 +250,43 @@ def build_features(con, snapshot: dt.date, table: str = "features.customer_featu
                        AS engagement_score,
                    round(100 * percent_rank() OVER (ORDER BY shares_90d + 5 * referrals), 1)
                        AS influence_score
-            FROM base)
-        SELECT * REPLACE (
-                   CASE WHEN age BETWEEN 0 AND 120 THEN age END AS age),
-               CASE WHEN age IS NULL OR age NOT BETWEEN 0 AND 120 THEN NULL
+            FROM (SELECT customer_id, orders_lifetime, recency_days, spend_lifetime,
+                         article_reads_90d, shares_90d, referrals FROM days)),
+        scored AS (
+            SELECT * REPLACE (CASE WHEN age BETWEEN 0 AND 120 THEN age END AS age)
+            FROM days JOIN ranks USING (customer_id))
+        SELECT customer_id, {', '.join(_FINISHED.get(f, f) for f in FEATURES)}
+        FROM scored ORDER BY customer_id"""
+
+
+# Features computed in the last SELECT of finish_sql; the others are columns of ``scored``.
+_FINISHED = {
+    "age_band": """CASE WHEN age IS NULL THEN NULL
                     WHEN age < 25 THEN '<25' WHEN age < 30 THEN '25-30'
-                    WHEN age < 40 THEN '30-40' WHEN age < 50 THEN '40-50' ELSE '50+' END AS age_band,
-               CASE WHEN orders_lifetime = 0 THEN 'No purchase'
+                    WHEN age < 40 THEN '30-40' WHEN age < 50 THEN '40-50' ELSE '50+' END AS age_band""",
+    "rfm_segment": """CASE WHEN orders_lifetime = 0 THEN 'No purchase'
                     WHEN r_score >= 4 AND f_score >= 4 THEN 'Champions'
                     WHEN r_score >= 3 AND f_score >= 3 THEN 'Loyal'
                     WHEN r_score >= 4 AND f_score <= 2 THEN 'New'
                     WHEN r_score <= 2 AND f_score >= 3 THEN 'At risk'
                     WHEN r_score <= 2 AND f_score <= 2 THEN 'Hibernating'
-                    ELSE 'Needs attention' END AS rfm_segment
-        FROM scored ORDER BY customer_id""",
-        {"snap": snapshot},
-    )
-    order = ", ".join(["customer_id", *FEATURES])
-    con.execute(f"CREATE OR REPLACE TABLE {table} AS SELECT {order} FROM {table}")
+                    ELSE 'Needs attention' END AS rfm_segment""",
+}
+
+
+def build_features(con, snapshot: dt.date, table: str = "features.customer_features",
+                   population: str | None = None) -> int:
+    """``table`` (features.customer_features) as of ``snapshot``, computed for everyone:
+    facts after it are ignored, so the same code gives the features of a past cutoff for
+    training models. ``population``: a table of customer_ids to compute them for (a training
+    sample) instead of everyone; percentile scores are then relative to that sample."""
+    con.execute("CREATE SCHEMA IF NOT EXISTS features")
+    con.execute(f"CREATE OR REPLACE TEMP TABLE _feature_summary AS {summary_sql(population)}",
+                {"snap": snapshot})
+    finish(con, snapshot, "_feature_summary", table)
+    con.execute("DROP TABLE _feature_summary")
     return fetch_scalar(con, f"SELECT count(*) FROM {table}")
+
+
+def finish(con, snapshot: dt.date, summary: str, table: str) -> None:
+    con.execute(f"CREATE OR REPLACE TABLE {table} AS {finish_sql(summary)}", {"snap": snapshot})
