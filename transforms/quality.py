@@ -73,6 +73,7 @@ def validate(db_path: Path, suites: list[Suite]) -> list[Outcome]:
         # A table goes in as a query too (GX's table asset drops the schema in some metrics),
         # of only the columns the expectations read: GX re-runs it for every metric.
         query = f"SELECT {_columns_read(suite)} FROM {suite.source}" if suite.is_table else suite.source
+        query = f"{query}\n{gx_duckdb.BATCH_MARKER}"
         asset = datasource.add_query_asset(name=f"q{i}", query=query)
         batch = asset.add_batch_definition_whole_table("all").get_batch()
         expectation_suite = gx.ExpectationSuite(name=f"suite{i}", expectations=suite.expectations)
