@@ -264,17 +264,24 @@ def test_every_profile_column_is_in_the_data_dictionary(wh):
     assert set(columns) == set(described) and all(described.values())
 
 
-def test_nightly_features_summarise_only_changed_customers_and_equal_a_full_build(built, tmp_path):
+def warehouse_copy(built, tmp_path) -> duckdb.DuckDBPyConnection:
+    """A writable copy of the built warehouse, with the normalising macros registered."""
     import shutil
 
-    from transforms.features import build_features
-    from transforms.features_refresh import refresh_features
     from transforms.normalize import register_normalizers
 
     copy = tmp_path / "w.duckdb"
     shutil.copy(built["root"] / "warehouse" / "profiles.duckdb", copy)
     con = duckdb.connect(str(copy))
     register_normalizers(con)
+    return con
+
+
+def test_nightly_features_summarise_only_changed_customers_and_equal_a_full_build(built, tmp_path):
+    from transforms.features import build_features
+    from transforms.features_refresh import refresh_features
+
+    con = warehouse_copy(built, tmp_path)
     snapshot = dt.date(2026, 11, 20)
     nothing = refresh_features(con, snapshot, max_changed_share=1.0)
     assert (nothing.full, nothing.summarised) == (False, 0)
@@ -301,15 +308,9 @@ def test_nightly_features_summarise_only_changed_customers_and_equal_a_full_buil
 
 
 def test_features_for_a_training_sample_equal_everyones_on_that_sample(built, tmp_path):
-    import shutil
-
     from transforms.features import build_features
-    from transforms.normalize import register_normalizers
 
-    copy = tmp_path / "w.duckdb"
-    shutil.copy(built["root"] / "warehouse" / "profiles.duckdb", copy)
-    con = duckdb.connect(str(copy))
-    register_normalizers(con)
+    con = warehouse_copy(built, tmp_path)
     cutoff = dt.date(2026, 9, 1)
     build_features(con, cutoff, "features.everyone")
     con.execute("CREATE TABLE _two AS SELECT customer_id FROM core.customers ORDER BY 1 LIMIT 2")

@@ -100,7 +100,8 @@ def refresh_features(con, snapshot: dt.date, full: bool = False,
         previous = state[0][1]
         if previous != snapshot:
             con.execute(f"INSERT INTO _changed {_edge_customers(previous, snapshot)}")
-        changed = fetch_scalar(con, "SELECT count(DISTINCT customer_id) FROM _changed")
+        con.execute("CREATE OR REPLACE TEMP TABLE _changed AS SELECT DISTINCT customer_id FROM _changed")
+        changed = fetch_scalar(con, "SELECT count(*) FROM _changed")
         if changed > max_changed_share * max(customers, 1):
             reason = f"{changed} of {customers} customers changed"
     full_run = bool(reason)
@@ -109,16 +110,13 @@ def refresh_features(con, snapshot: dt.date, full: bool = False,
                     {"snap": snapshot})
         summarised = customers
     else:
-        con.execute("""CREATE OR REPLACE TEMP TABLE _changed_customers AS
-            SELECT DISTINCT customer_id FROM _changed""")
         con.execute("""DELETE FROM features.customer_summary
-            WHERE customer_id IN (SELECT customer_id FROM _changed_customers)""")
-        con.execute(f"INSERT INTO features.customer_summary {summary_sql('_changed_customers')}",
+            WHERE customer_id IN (SELECT customer_id FROM _changed)""")
+        con.execute(f"INSERT INTO features.customer_summary {summary_sql('_changed')}",
                     {"snap": snapshot})
         summarised = fetch_scalar(con, """SELECT count(*) FROM core.customers
-            WHERE customer_id IN (SELECT customer_id FROM _changed_customers)""")
+            WHERE customer_id IN (SELECT customer_id FROM _changed)""")
         reason = f"{changed} customers with changed inputs or a fact on a moved window edge"
-        con.execute("DROP TABLE _changed_customers")
     finish(con, snapshot, "features.customer_summary", "features.customer_features")
     con.execute("CREATE OR REPLACE TABLE features.customer_inputs AS SELECT * FROM _inputs")
     con.execute("DELETE FROM features.summary_state")
