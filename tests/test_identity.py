@@ -2,16 +2,22 @@
 
 import datetime as dt
 
+import pytest
 from handmade import land
 
 from pipelines.config import IdentityConfig
-from transforms.identity import resolve_identities
+from transforms import identity
+from transforms.identity import build_source_records, resolve_identities
 from transforms.staging import build_staging
 
 
-def resolve(con, run: str) -> dict[str, str]:
+def stage(con) -> None:
     for entity in ("crm_customers", "erp_customers", "wechat_followers"):
         build_staging(con, entity)
+
+
+def resolve(con, run: str) -> dict[str, str]:
+    stage(con)
     resolve_identities(con, IdentityConfig(), run, dt.datetime(2026, 11, 21))
     return dict(con.execute("SELECT source || ':' || source_key, customer_id "
                             "FROM identity.customer_map").fetchall())
@@ -130,3 +136,35 @@ def test_an_old_id_is_followed_through_a_chain_of_merges(wh):
     assert wh.execute("SELECT old_id, current_id, merges FROM identity.id_lookup "
                       "ORDER BY old_id").fetchall() == [
         ("C1", "C1", 0), ("C2", "C1", 1), ("C3", "C1", 2), ("C4", "C4", 0)]
+
+
+@pytest.mark.parametrize("rewrite_share", [0.3, 0.0])  # delete + insert; one rewrite
+def test_source_records_derive_only_new_and_changed_records_and_keep_their_ids(
+        wh, monkeypatch, rewrite_share):
+    monkeypatch.setattr(identity, "_REWRITE_SHARE", rewrite_share)
+    names = ["张伟", "李娜", "王芳", "赵强", "孙丽", "周杰", "吴敏", "郑洁"]
+    land(wh, "crm_customers", [
+        {"customer_code": f"KH{i}", "name": name, "phone": f"1380013800{i}",
+         "address": f"天河区中山大道{i}号"} for i, name in enumerate(names)], "2026-11-20 02:00:00")
+    stage(wh)
+    identity.ensure_identity_schema(wh)
+    assert build_source_records(wh) == {"source_records": 8, "source_records_derived": 8}
+    before = record_ids(wh)
+    # Night 2: 李娜 moves, 陈静 arrives, 王芳 is gone (forgotten); the rest is unchanged.
+    land(wh, "crm_customers", [
+        {"customer_code": "KH1", "name": "李娜", "phone": "13800138001", "address": "海淀区学院路1号"},
+        {"customer_code": "KH8", "name": "陈静", "phone": "13800138008"}], "2026-11-21 02:00:00")
+    build_staging(wh, "crm_customers")
+    wh.execute("DELETE FROM staging.crm_customers WHERE customer_code = 'KH2'")
+    assert build_source_records(wh) == {"source_records": 8, "source_records_derived": 2}
+    after = record_ids(wh)
+    assert after == {**{k: v for k, v in before.items() if k != "KH2"}, "KH8": 8}
+    assert wh.execute("SELECT address_key FROM identity.source_records "
+                      "WHERE source_key = 'KH1'").fetchall() == [("海淀区学院路1号",)]
+    incremental = wh.execute("SELECT * FROM identity.source_records ORDER BY ALL").fetchall()
+    assert build_source_records(wh, full=True)["source_records_derived"] == 8
+    assert wh.execute("SELECT * FROM identity.source_records ORDER BY ALL").fetchall() == incremental
+
+
+def record_ids(con) -> dict[str, int]:
+    return dict(con.execute("SELECT source_key, record_id FROM identity.source_records").fetchall())

@@ -33,6 +33,7 @@ SAME_EITHER_WAY = {
     "staging": "SELECT * EXCLUDE (_loaded_at) FROM staging.crm_customers ORDER BY ALL",
     "quarantine": "SELECT * FROM staging.quarantine ORDER BY ALL",
     "accounting": "SELECT * FROM staging.file_accounting ORDER BY ALL",
+    "records": "SELECT * FROM identity.source_records ORDER BY ALL",
     "ids": "SELECT source, source_key, customer_id FROM identity.customer_map ORDER BY ALL",
     # pairs, not scores: a retrained model weighs evidence a little differently
     "links": "SELECT left_source, left_key, right_source, right_key FROM identity.match_links "
@@ -131,6 +132,10 @@ def test_an_incremental_night_equals_a_full_rebuild(built):
     assert staged["rows_parsed_this_run"].value == 2  # only the new file's rows
     identity = built["third"].asset_materializations_for_node("customer_identity")[0].metadata
     assert identity["splink_retrained"].value == 0
+    # KH010 and KH011 are new: only they are derived; the second run (same files) derives none
+    assert identity["source_records_derived"].value == 2
+    second = built["second"].asset_materializations_for_node("customer_identity")[0].metadata
+    assert second["source_records_derived"].value == 0
     assert built["incremental"]["ids"]
     for name in SAME_EITHER_WAY:
         assert built["incremental"][name] == built["full"][name], name

@@ -64,6 +64,10 @@ def test_exclusive_group_first_match_wins_and_percentile_helper(con, tmp_path):
     tags = con.execute("SELECT customer_id, tag_id FROM profile.customer_tags ORDER BY 1, 2").fetchall()
     # median spend is 255: A and D are VIP (not also 普通客户: exclusive), B is a buyer, C nothing.
     assert tags == [("A", "frequent"), ("A", "vip"), ("B", "buyer"), ("D", "frequent"), ("D", "vip")]
+    # The profile's lists: (level 1, level 2) order, names beside ids; C carries nothing.
+    lists = con.execute("SELECT * FROM profile.customer_tag_lists ORDER BY 1").fetchall()
+    assert lists == [("A", ["VIP客户", "高频"], ["vip", "frequent"]), ("B", ["普通客户"], ["buyer"]),
+                     ("D", ["VIP客户", "高频"], ["vip", "frequent"])]
     coverage = dict(con.execute("SELECT tag_id, coverage FROM profile.tag_catalog").fetchall())
     assert {k: float(v) for k, v in coverage.items()} == {"vip": 0.5, "buyer": 0.25, "frequent": 0.5}
 

@@ -17,6 +17,12 @@ from scipy.sparse.csgraph import connected_components
 from transforms.sql import fetch_scalar
 
 
+def record_id_bound(con) -> int:
+    """One past the largest record_id: the size of arrays indexed by record_id (the ids of
+    records gone from the sources are gaps, never reused)."""
+    return fetch_scalar(con, "SELECT coalesce(max(record_id) + 1, 0) FROM identity.source_records")
+
+
 def components(n: int, left: np.ndarray, right: np.ndarray) -> np.ndarray:
     graph = coo_matrix((np.ones(len(left), dtype=np.int8), (left, right)), shape=(n, n))
     return connected_components(graph, directed=False)[1].astype(np.int64)
@@ -49,7 +55,9 @@ def _split(records: list[int], links: list[tuple[int, int, float]], cap: int
 
 def cluster_records(con, max_cluster_records: int) -> dict[str, int]:
     """identity.record_clusters(record_id, cluster) and identity.cluster_splits."""
-    n = fetch_scalar(con, "SELECT count(*) FROM identity.source_records") or 0
+    n = record_id_bound(con)
+    records = con.sql("SELECT record_id FROM identity.source_records ORDER BY record_id"
+                      ).arrow().read_all().column("record_id").to_numpy()
     links = con.sql("SELECT left_record, right_record, score FROM identity.record_links"
                     ).arrow().read_all()
     left = links.column("left_record").to_numpy()
@@ -75,8 +83,7 @@ def cluster_records(con, max_cluster_records: int) -> dict[str, int]:
                     next_label += 1
                 labels[record] = relabel[root]
             splits += [(int(component), len(members), len(relabel), a, b, s) for a, b, s in cut]
-    con.register("_clusters_arrow", pa.table({"record_id": np.arange(n, dtype=np.int64),
-                                              "cluster": labels}))
+    con.register("_clusters_arrow", pa.table({"record_id": records, "cluster": labels[records]}))
     con.execute("CREATE OR REPLACE TABLE identity.record_clusters AS SELECT * FROM _clusters_arrow")
     con.unregister("_clusters_arrow")
     con.execute(
@@ -86,4 +93,4 @@ def cluster_records(con, max_cluster_records: int) -> dict[str, int]:
     )
     if splits:
         con.executemany("INSERT INTO identity.cluster_splits VALUES (?, ?, ?, ?, ?, ?)", splits)
-    return {"clusters": int(len(np.unique(labels))), "oversized": int(len(oversized))}
+    return {"clusters": int(len(np.unique(labels[records]))), "oversized": int(len(oversized))}

@@ -15,10 +15,10 @@ import time
 
 import numpy as np
 
-from transforms.clusters import cluster_records, components
+from transforms.clusters import cluster_records, components, record_id_bound
 from transforms.matching import probabilistic_links
 from transforms.pinyin import NOT_A_NAME, pinyin_table, remark_name_regex
-from transforms.sql import fetch_scalar, quote_literal
+from transforms.sql import describe, fetch_scalar, quote_literal, table_exists
 from transforms.staging import current_rows_sql
 
 # A mainland mobile in E.164 (what staging makes of 138 0013 8000).
@@ -39,72 +39,127 @@ def ensure_identity_schema(con) -> None:
     )
 
 
-def build_source_records(con) -> int:
+# Part of every record's hash: bump it when the derived keys below change, so that every
+# record is derived again on the next run.
+KEYS_VERSION = "1"
+# Above this share of new or changed records, one rewrite beats deleting and inserting.
+_REWRITE_SHARE = 0.3
+
+
+def build_source_records(con, full: bool = False) -> dict[str, int]:
     """identity.source_records: one row per current customer record of every source, with the
-    comparison keys matching needs (see transforms.pinyin for the name keys)."""
+    comparison keys matching needs (see transforms.pinyin for the name keys).
+
+    Incremental: a record keeps its row (and record_id) while its content hash is unchanged;
+    only new and changed records are derived again. A new record takes the next record_id, so
+    ids are stable from run to run and never reused (forgotten records leave gaps). ``full``
+    derives every record again, still keeping the ids."""
     cities = [r[0] for r in con.execute(
         "SELECT alias FROM city_alias WHERE regexp_full_match(alias, '\\p{Han}+')").fetchall()]
     remark_name = remark_name_regex(cities)
+    content = ", ".join(f"{c}::VARCHAR" for c in _RECORD_CONTENT)
     con.execute(
         f"""CREATE OR REPLACE TEMP TABLE _records AS
+        SELECT *, md5(list_value('{KEYS_VERSION}', {content})::VARCHAR) AS record_hash FROM (
         WITH crm AS ({current_rows_sql('crm_customers')}),
              erp AS ({current_rows_sql('erp_customers')}),
              wx AS ({current_rows_sql('wechat_followers')})
         SELECT 'crm' AS source, customer_code AS source_key, name, NULL::VARCHAR AS nickname,
                gender, phone, email, NULL::VARCHAR AS unionid, customer_code AS crm_code,
-               birth_date, city, address, _loaded_at FROM crm
+               birth_date, city, address FROM crm
         UNION ALL
         SELECT 'erp', customer_code, name, NULL, NULL, phone, email, NULL, crm_ref, NULL,
-               canonical_city(address_city(address)), address, _loaded_at FROM erp
+               canonical_city(address_city(address)), address FROM erp
         UNION ALL
         -- A rep's remark often carries the real name (张伟 李雷客户, 福州张伟): it beats the
         -- nickname as the follower's name.
         SELECT 'wechat', openid, NULL,
                coalesce(CASE WHEN NOT regexp_matches(remark_name, {quote_literal(NOT_A_NAME)})
                              THEN remark_name END, nickname),
-               gender, phone, NULL, unionid, NULL, NULL, city, NULL, _loaded_at
+               gender, phone, NULL, unionid, NULL, NULL, city, NULL
         FROM (SELECT *, nullif(regexp_extract(remark, {quote_literal(remark_name)}, 1), '')
-                        AS remark_name FROM wx)"""
+                        AS remark_name FROM wx))"""
     )
-    # pypinyin is Python: it reads each distinct name once, ever (identity.pinyin_names keeps
-    # the readings, so a night reads only names it has not seen).
+    # A table from before record hashes (or none): every record is new, numbered afresh.
+    first = not (table_exists(con, "identity", "source_records")
+                 and "record_hash" in describe(con, "identity.source_records"))
+    previous = _NO_RECORDS if first else "identity.source_records"
+    # New and changed records (every record when full), with the id they keep or take.
+    con.execute(
+        f"""CREATE OR REPLACE TEMP TABLE _fresh AS
+        SELECT coalesce(p.record_id, (SELECT coalesce(max(record_id) + 1, 0) FROM {previous})
+                        - 1 + row_number() OVER (PARTITION BY p.record_id IS NULL
+                                                 ORDER BY r.source, r.source_key)) AS record_id,
+               r.*
+        FROM _records r LEFT JOIN {previous} p USING (source, source_key)
+        WHERE {'true' if full else 'p.record_hash IS DISTINCT FROM r.record_hash'}"""
+    )
+    _read_new_pinyin(con)
+    fresh = fetch_scalar(con, "SELECT count(*) FROM _fresh")
+    total = fetch_scalar(con, "SELECT count(*) FROM _records")
+    derived = f"SELECT {_DERIVED_COLUMNS} FROM {_KEYED}"
+    if first or full:
+        con.execute(f"CREATE OR REPLACE TABLE identity.source_records AS {derived} ORDER BY record_id")
+    elif fresh > _REWRITE_SHARE * total:
+        con.execute(
+            f"""CREATE OR REPLACE TABLE identity.source_records AS
+            SELECT * FROM (SELECT * FROM identity.source_records
+                           SEMI JOIN _records USING (source, source_key, record_hash)
+                           UNION ALL {derived})
+            ORDER BY record_id"""
+        )
+    else:
+        con.execute(
+            """DELETE FROM identity.source_records k WHERE NOT EXISTS (
+                SELECT 1 FROM _records r WHERE r.source = k.source
+                  AND r.source_key = k.source_key AND r.record_hash = k.record_hash)"""
+        )
+        con.execute(f"INSERT INTO identity.source_records {derived}")
+    con.execute("DROP TABLE _records; DROP TABLE _fresh")
+    return {"source_records": total, "source_records_derived": fresh}
+
+
+# What a record is: its hash covers these (not when it was loaded: a full export that loads
+# the same content again changes nothing).
+_RECORD_CONTENT = ["source", "source_key", "name", "nickname", "gender", "phone", "email",
+                   "unionid", "crm_code", "birth_date", "city", "address"]
+_NO_RECORDS = ("(SELECT NULL::VARCHAR AS source, NULL::VARCHAR AS source_key, "
+               "NULL::BIGINT AS record_id, NULL::VARCHAR AS record_hash WHERE false)")
+_KEYED = """(
+    SELECT r.*,
+           -- Latin names in the order written; Han names surname first
+           coalesce(p.surname_py || p.given_py, fold_letters(r.any_name)) AS py_a,
+           coalesce(p.given_py || p.surname_py, fold_letters(array_to_string(
+               list_reverse(string_split(lower(r.any_name), ' ')), ''))) AS py_b
+    FROM (SELECT *, coalesce(name, nickname) AS any_name FROM _fresh) r
+    LEFT JOIN identity.pinyin_names p ON p.name = r.any_name)"""
+_DERIVED_COLUMNS = """record_id, source, source_key, name, nickname, gender, phone, email,
+    unionid, crm_code, birth_date, city, address,
+    lower(replace(name, ' ', '')) AS name_key,
+    lower(replace(any_name, ' ', '')) AS any_name_key,
+    nullif(py_a, '') AS py_a, nullif(py_b, '') AS py_b,
+    -- the letters sorted: equal for zhangwei / weizhang / "Wei Zhang" (blocking only)
+    nullif(array_to_string(list_sort(string_split(py_a, '')), ''), '') AS py_sorted,
+    -- one value for 张伟 / Zhang Wei / ZHANG WEI: distinct names behind a hub key
+    CASE WHEN name IS NOT NULL THEN coalesce(py_sorted, name_key) END AS name_match_key,
+    nullif(replace(address_street(address), ' ', ''), '') AS address_key,
+    split_part(email, '@', 1) AS email_user,
+    right(phone, 8) AS phone_tail,
+    record_hash"""
+
+
+def _read_new_pinyin(con) -> None:
+    """pypinyin is Python: it reads each distinct name once, ever (identity.pinyin_names keeps
+    the readings, so a night reads only names it has not seen)."""
     con.execute("CREATE TABLE IF NOT EXISTS identity.pinyin_names "
                 "(name VARCHAR PRIMARY KEY, surname_py VARCHAR, given_py VARCHAR)")
     han = [r[0] for r in con.execute(
-        """SELECT DISTINCT coalesce(name, nickname) AS n FROM _records
+        """SELECT DISTINCT coalesce(name, nickname) AS n FROM _fresh
         WHERE regexp_full_match(n, '\\p{Han}{2,4}')
           AND n NOT IN (SELECT name FROM identity.pinyin_names)""").fetchall()]
     con.register("_new_pinyin", pinyin_table(han))
     con.execute("INSERT INTO identity.pinyin_names SELECT * FROM _new_pinyin")
     con.unregister("_new_pinyin")
-    con.execute(
-        """CREATE OR REPLACE TABLE identity.source_records AS
-        WITH named AS (SELECT *, coalesce(name, nickname) AS any_name FROM _records),
-        keyed AS (
-            SELECT r.*,
-                   -- Latin names in the order written; Han names surname first
-                   coalesce(p.surname_py || p.given_py, fold_letters(r.any_name)) AS py_a,
-                   coalesce(p.given_py || p.surname_py, fold_letters(array_to_string(
-                       list_reverse(string_split(lower(r.any_name), ' ')), ''))) AS py_b
-            FROM named r LEFT JOIN identity.pinyin_names p ON p.name = r.any_name)
-        SELECT row_number() OVER (ORDER BY source, source_key) - 1 AS record_id,
-               source, source_key, name, nickname, gender, phone, email, unionid, crm_code,
-               birth_date,
-               city, address, _loaded_at,
-               lower(replace(name, ' ', '')) AS name_key,
-               lower(replace(any_name, ' ', '')) AS any_name_key,
-               nullif(py_a, '') AS py_a, nullif(py_b, '') AS py_b,
-               -- the letters sorted: equal for zhangwei / weizhang / "Wei Zhang" (blocking only)
-               nullif(array_to_string(list_sort(string_split(py_a, '')), ''), '') AS py_sorted,
-               -- one value for 张伟 / Zhang Wei / ZHANG WEI: distinct names behind a hub key
-               CASE WHEN name IS NOT NULL THEN coalesce(py_sorted, name_key) END AS name_match_key,
-               nullif(replace(address_street(address), ' ', ''), '') AS address_key,
-               split_part(email, '@', 1) AS email_user,
-               right(phone, 8) AS phone_tail
-        FROM keyed"""
-    )
-    con.execute("DROP TABLE _records")
-    return fetch_scalar(con, "SELECT count(*) FROM identity.source_records")
 
 
 def build_links(con, hub_max_distinct_names: int, hub_max_records: int) -> dict[str, int]:
@@ -178,7 +233,7 @@ def add_probabilistic_links(con) -> dict[str, int]:
     link resting on name, gender and city alone starts at a record that fits, that way, two
     groups with no link between them. Rejected links are kept, with the reason, in
     identity.rejected_links."""
-    n = fetch_scalar(con, "SELECT count(*) FROM identity.source_records") or 0
+    n = record_id_bound(con)
     strong = con.sql("SELECT left_record, right_record FROM identity.record_links").arrow().read_all()
     labels = components(n, strong.column("left_record").to_numpy(),
                         strong.column("right_record").to_numpy())
@@ -369,7 +424,7 @@ def resolve_identities(con, cfg, run_id: str, now, full: bool = False,
         clock = time.perf_counter()
 
     ensure_identity_schema(con)
-    stats = {"source_records": build_source_records(con)}
+    stats = build_source_records(con, full)
     lap("source_records")
     stats.update(build_links(con, cfg.hub_max_distinct_names, cfg.hub_max_records))
     lap("strong_links")

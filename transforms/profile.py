@@ -50,9 +50,7 @@ def build_profile(con, snapshot, consent_required: bool = True) -> int:
         JOIN features.customer_features f USING (customer_id)
         LEFT JOIN features.customer_predictions p USING (customer_id)
         LEFT JOIN profile.customer_segments s USING (customer_id)
-        LEFT JOIN (SELECT customer_id, list(level3 ORDER BY level1, level2) AS tags,
-                          list(tag_id ORDER BY level1, level2) AS tag_ids
-                   FROM profile.customer_tags GROUP BY customer_id) t USING (customer_id)
+        LEFT JOIN profile.customer_tag_lists t USING (customer_id)
         ORDER BY c.customer_id""",
         {"snap": snapshot, "consent_required": consent_required},
     )

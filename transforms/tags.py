@@ -139,16 +139,18 @@ def validate_rules(rules: LoadedRules, con=None) -> None:
 
 
 def _tag_list_sql(rules: LoadedRules) -> str:
-    """One list expression per customer: matching tag ids (exclusive groups give at most one)."""
+    """One list expression per customer: matching tag ids (exclusive groups give at most one),
+    in (level 1, level 2) order, the order the profile shows them in."""
+    ordered = sorted(rules.catalog, key=lambda t: (t["level1"], t["level2"]))
     items, groups_done = [], set()
-    for tag in rules.catalog:
+    for tag in ordered:
         if tag["exclusive"]:
             if tag["group_key"] in groups_done:
                 continue
             groups_done.add(tag["group_key"])
             branches = " ".join(
                 f"WHEN ({expand_helpers(t['rule'])}) THEN {quote_literal(t['tag_id'])}"
-                for t in rules.catalog if t["group_key"] == tag["group_key"])
+                for t in ordered if t["group_key"] == tag["group_key"])
             items.append(f"CASE {branches} END")
         else:
             items.append(f"CASE WHEN ({expand_helpers(tag['rule'])}) "
@@ -156,18 +158,32 @@ def _tag_list_sql(rules: LoadedRules) -> str:
     return f"list_filter([{', '.join(items)}], lambda x: x IS NOT NULL)"
 
 
+def _tag_names_sql(rules: LoadedRules, ids: str) -> str:
+    """The level-3 names of the tag ids in list ``ids``, in the same order."""
+    names = ", ".join(f"{quote_literal(t['tag_id'])}: {quote_literal(t['level3'])}"
+                      for t in rules.catalog)
+    return f"list_transform({ids}, lambda x: map_extract_value(MAP {{{names}}}, x))"
+
+
 def evaluate_tags(con, rules: LoadedRules, snapshot=None, run_id: str = "") -> dict[str, int]:
-    """profile.customer_tags (long) and profile.tag_catalog (with coverage), in one pass;
-    what changed since the previous run in profile.tag_changes (see _record_changes)."""
+    """profile.customer_tag_lists (each customer's tags as lists, for the profile),
+    profile.customer_tags (long) and profile.tag_catalog (with coverage), in one pass over the
+    rules; what changed since the previous run in profile.tag_changes (see _record_changes)."""
     con.execute("CREATE SCHEMA IF NOT EXISTS profile")
     _keep_previous(con)
+    con.execute(
+        f"""CREATE OR REPLACE TABLE profile.customer_tag_lists AS
+        SELECT customer_id, {_tag_names_sql(rules, 'tag_ids')} AS tags, tag_ids
+        FROM (SELECT customer_id, {_tag_list_sql(rules)} AS tag_ids
+              FROM features.customer_features)
+        WHERE len(tag_ids) > 0"""
+    )
     catalog = pa.Table.from_pylist(rules.catalog)
     con.register("_tag_catalog_arrow", catalog)
     con.execute(
-        f"""CREATE OR REPLACE TABLE profile.customer_tags AS
+        """CREATE OR REPLACE TABLE profile.customer_tags AS
         WITH matched AS (
-            SELECT customer_id, unnest({_tag_list_sql(rules)}) AS tag_id
-            FROM features.customer_features)
+            SELECT customer_id, unnest(tag_ids) AS tag_id FROM profile.customer_tag_lists)
         SELECT m.customer_id, m.tag_id, c.level1, c.level2, c.level3
         FROM matched m JOIN _tag_catalog_arrow c USING (tag_id)
         ORDER BY m.customer_id, c.level1, c.level2"""
