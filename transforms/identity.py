@@ -367,6 +367,7 @@ def assign_customer_ids(con, run_id: str, now) -> dict[str, int]:
     con.execute(
         """INSERT INTO identity.id_registry
         SELECT source, source_key, customer_id, ?, ? FROM identity.customer_map
+        ANTI JOIN identity.id_registry USING (source, source_key, customer_id)
         ON CONFLICT (source, source_key) DO UPDATE SET customer_id = excluded.customer_id""",
         [run_id, now],
     )
