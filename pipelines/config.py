@@ -117,8 +117,8 @@ class ScheduleConfig(_Strict):
 class IdentityConfig(_Strict):
     # A phone / email shared by records with more distinct names than this is a hub
     # (switchboard, a sales rep's own number) and links nothing.
-    hub_max_distinct_names: int = 2
-    hub_max_records: int = 8
+    hub_max_distinct_names: int = Field(2, ge=1)
+    hub_max_records: int = Field(8, ge=1)
     # Splink links a pair when its match probability is at least this.
     match_probability: float = Field(0.6, gt=0.5, lt=1.0)
     # A cluster larger than this is split on its weakest links (and reported).

@@ -179,10 +179,16 @@ def build_links(con, hub_max_distinct_names: int, hub_max_records: int) -> dict[
     # names, or when it is on too many records. CRM codes are identifiers, never hubs.
     con.execute(
         """CREATE OR REPLACE TABLE identity.hub_keys AS
-        WITH keyed AS (
+        WITH all_keyed AS (
             SELECT k.key_type, k.key_value, k.source, r.name, r.name_match_key AS name_key
             FROM identity.record_keys k JOIN identity.source_records r USING (record_id)
             WHERE k.key_type IN ('phone', 'email')),
+        -- Only a key under two different names or on too many records can be a hub: a cheap
+        -- first pass leaves the distinct counts below a few hundred keys instead of millions.
+        candidates AS (
+            SELECT key_type, key_value FROM all_keyed GROUP BY ALL
+            HAVING min(name_key) <> max(name_key) OR count(*) > $max_records),
+        keyed AS (SELECT * FROM all_keyed SEMI JOIN candidates USING (key_type, key_value)),
         per_source AS (
             SELECT key_type, key_value, max(n) AS max_names_in_one_source
             FROM (SELECT key_type, key_value, source, count(DISTINCT name_key) AS n
