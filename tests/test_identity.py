@@ -164,6 +164,10 @@ def test_source_records_derive_only_new_and_changed_records_and_keep_their_ids(
     incremental = wh.execute("SELECT * FROM identity.source_records ORDER BY ALL").fetchall()
     assert build_source_records(wh, full=True)["source_records_derived"] == 8
     assert wh.execute("SELECT * FROM identity.source_records ORDER BY ALL").fetchall() == incremental
+    # New key derivations (KEYS_VERSION bumped): every record is derived again, ids kept.
+    monkeypatch.setattr(identity, "KEYS_VERSION", "2")
+    assert build_source_records(wh)["source_records_derived"] == 8
+    assert record_ids(wh) == after
 
 
 def record_ids(con) -> dict[str, int]:

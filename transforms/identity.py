@@ -39,8 +39,8 @@ def ensure_identity_schema(con) -> None:
     )
 
 
-# Part of every record's hash: bump it when the derived keys below change, so that every
-# record is derived again on the next run.
+# Part of every record's hash: bump it when the derived keys below change (_DERIVED_COLUMNS,
+# _KEYED), so that every record is derived again on the next run.
 KEYS_VERSION = "1"
 # Above this share of new or changed records, one rewrite beats deleting and inserting.
 _REWRITE_SHARE = 0.3
@@ -98,7 +98,9 @@ def build_source_records(con, full: bool = False) -> dict[str, int]:
     fresh = fetch_scalar(con, "SELECT count(*) FROM _fresh")
     total = fetch_scalar(con, "SELECT count(*) FROM _records")
     derived = f"SELECT {_DERIVED_COLUMNS} FROM {_KEYED}"
-    if first or full:
+    # Every record new or changed (the first run, full, a KEYS_VERSION bump): write them alone,
+    # so a bump may change the derived columns too.
+    if first or full or fresh == total:
         con.execute(f"CREATE OR REPLACE TABLE identity.source_records AS {derived} ORDER BY record_id")
     elif fresh > _REWRITE_SHARE * total:
         con.execute(
