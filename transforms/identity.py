@@ -87,12 +87,12 @@ def build_source_records(con, full: bool = False) -> dict[str, int]:
     # New and changed records (every record when full), with the id they keep or take.
     con.execute(
         f"""CREATE OR REPLACE TEMP TABLE _fresh AS
-        SELECT coalesce(p.record_id, (SELECT coalesce(max(record_id) + 1, 0) FROM {previous})
-                        - 1 + row_number() OVER (PARTITION BY p.record_id IS NULL
-                                                 ORDER BY r.source, r.source_key)) AS record_id,
-               r.*
+        SELECT coalesce(p.record_id, $next_id - 1 + row_number() OVER (
+                   PARTITION BY p.record_id IS NULL ORDER BY r.source, r.source_key))
+                   AS record_id, r.*
         FROM _records r LEFT JOIN {previous} p USING (source, source_key)
-        WHERE {'true' if full else 'p.record_hash IS DISTINCT FROM r.record_hash'}"""
+        WHERE {'true' if full else 'p.record_hash IS DISTINCT FROM r.record_hash'}""",
+        {"next_id": 0 if first else record_id_bound(con)},
     )
     _read_new_pinyin(con)
     fresh = fetch_scalar(con, "SELECT count(*) FROM _fresh")
