@@ -327,3 +327,28 @@ def test_features_for_a_training_sample_equal_everyones_on_that_sample(built, tm
         EXCEPT SELECT * EXCLUDE ({relative}) FROM features.everyone)""").fetchall()
     con.close()
     assert diff == [(0,)]
+
+
+def test_ties_for_preferred_category_and_stage_go_to_the_first_name(built, tmp_path):
+    """Equal spend in two categories, two stages entered at the same moment: the answer is the
+    first by name, whatever order the rows are in (else a night and a full rebuild disagree)."""
+    from transforms.features import build_features
+
+    con = warehouse_copy(built, tmp_path)
+    who = con.execute("SELECT min(customer_id) FROM core.customers").fetchall()[0][0]
+    con.execute("DELETE FROM core.order_lines WHERE customer_id = ?", [who])
+    con.execute("DELETE FROM core.opportunity_stages WHERE customer_id = ?", [who])
+    for order_id, category in (("T2", "美妆"), ("T1", "图书")):  # 图书 < 美妆, inserted last
+        con.execute("""INSERT INTO core.order_lines SELECT * REPLACE (
+            ?::VARCHAR AS customer_id, ? AS order_id, 100 AS amount, ? AS category,
+            false AS is_refund, TIMESTAMP '2026-10-01 10:00' AS ordered_at)
+            FROM core.order_lines LIMIT 1""", [who, order_id, category])
+    for stage in ("谈判", "报价"):  # 报价 < 谈判, inserted last
+        con.execute("""INSERT INTO core.opportunity_stages SELECT * REPLACE (
+            ?::VARCHAR AS customer_id, 'SJ9' AS opportunity_code, ? AS stage,
+            TIMESTAMP '2026-10-02' AS entered_at) FROM core.opportunity_stages LIMIT 1""",
+                    [who, stage])
+    build_features(con, dt.date(2026, 11, 20), "features.everyone")
+    assert con.execute("SELECT preferred_category, opportunity_stage FROM features.everyone "
+                       "WHERE customer_id = ?", [who]).fetchall() == [("图书", "报价")]
+    con.close()

@@ -88,10 +88,14 @@ FEATURES: dict[str, tuple[str, str]] = {
 def summary_sql(population: str | None = None) -> str:
     """SELECT of one summary row per customer (of ``population``, a table of customer_ids, or
     everyone) as of the date parameter ``$snap``."""
-    src = {t: f"core.{t}" if population is None else
-           f"(SELECT * FROM core.{t} WHERE customer_id IN (SELECT customer_id FROM {population}))"
-           for t in ("customers", "order_lines", "followups", "opportunity_stages", "wechat_events")}
-    return f"""WITH params AS (SELECT $snap::DATE AS snap, ($snap::DATE + 1)::TIMESTAMP AS cutoff),
+    tables = ("customers", "order_lines", "followups", "opportunity_stages", "wechat_events")
+    src = {t: f"core.{t}" if population is None else f"population_{t}" for t in tables}
+    # A population's rows are picked once per table (each is read by several parts below).
+    picked = "".join(
+        f"""population_{t} AS MATERIALIZED (SELECT * FROM core.{t}
+                WHERE customer_id IN (SELECT customer_id FROM {population})),
+        """ for t in tables) if population is not None else ""
+    return f"""WITH {picked}params AS (SELECT $snap::DATE AS snap, ($snap::DATE + 1)::TIMESTAMP AS cutoff),
         lines AS (
             SELECT l.* FROM {src['order_lines']} l, params
             WHERE customer_id IS NOT NULL AND ordered_at < cutoff),
@@ -127,7 +131,8 @@ def summary_sql(population: str | None = None) -> str:
                        AS wechat_mall_spend_share
             FROM lines, params GROUP BY customer_id),
         categories AS (
-            SELECT customer_id, arg_max(category, net) AS preferred_category,
+            -- ties go to the first category by name: never to row order
+            SELECT customer_id, first(category ORDER BY net DESC, category) AS preferred_category,
                    max(net) / nullif(sum(greatest(net, 0)), 0) AS preferred_category_share,
                    map(list(category ORDER BY category),
                        list(round(greatest(net, 0) / nullif(total, 0), 4) ORDER BY category))
@@ -151,7 +156,7 @@ def summary_sql(population: str | None = None) -> str:
             WHERE customer_id IS NOT NULL AND followup_at < cutoff GROUP BY customer_id),
         opp AS (
             SELECT customer_id,
-                   arg_max(stage, entered_at) AS opportunity_stage,
+                   first(stage ORDER BY entered_at DESC, stage) AS opportunity_stage,  -- ties: by name
                    max(entered_at)::DATE AS stage_entered_date,
                    count(DISTINCT opportunity_code) FILTER (WHERE stage = '赢单') AS opportunities_won,
                    count(DISTINCT opportunity_code) FILTER (WHERE stage = '输单') AS opportunities_lost

@@ -23,7 +23,7 @@ from transforms.features import finish, summary_sql
 from transforms.sql import fetch_scalar, table_exists
 
 # Bump when summary_sql changes, so existing warehouses summarise everyone once.
-SUMMARY_VERSION = 1
+SUMMARY_VERSION = 2
 
 # (table, time column, windows in days) whose edges move with the snapshot date; 0 = the
 # snapshot itself (facts after it are left out).
