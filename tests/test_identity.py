@@ -148,22 +148,32 @@ def test_source_records_derive_only_new_and_changed_records_and_keep_their_ids(
          "address": f"天河区中山大道{i}号"} for i, name in enumerate(names)], "2026-11-20 02:00:00")
     stage(wh)
     identity.ensure_identity_schema(wh)
-    assert build_source_records(wh) == {"source_records": 8, "source_records_derived": 8}
+    assert build_source_records(wh) == {
+        "source_records": 8, "source_records_read": 8, "source_records_derived": 8}
     before = record_ids(wh)
-    # Night 2: 李娜 moves, 陈静 arrives, 王芳 is gone (forgotten); the rest is unchanged.
+    # Night 2: 李娜 moves, 陈静 arrives, 王芳's row comes again unchanged; only the keys
+    # loaded tonight are read.
     land(wh, "crm_customers", [
         {"customer_code": "KH1", "name": "李娜", "phone": "13800138001", "address": "海淀区学院路1号"},
-        {"customer_code": "KH8", "name": "陈静", "phone": "13800138008"}], "2026-11-21 02:00:00")
+        {"customer_code": "KH8", "name": "陈静", "phone": "13800138008"},
+        {"customer_code": "KH2", "name": "王芳", "phone": "13800138002",
+         "address": "天河区中山大道2号"}], "2026-11-21 02:00:00")
     build_staging(wh, "crm_customers")
-    wh.execute("DELETE FROM staging.crm_customers WHERE customer_code = 'KH2'")
-    assert build_source_records(wh) == {"source_records": 8, "source_records_derived": 2}
-    after = record_ids(wh)
-    assert after == {**{k: v for k, v in before.items() if k != "KH2"}, "KH8": 8}
+    assert build_source_records(wh) == {
+        "source_records": 9, "source_records_read": 3, "source_records_derived": 2}
+    assert record_ids(wh) == {**before, "KH8": 8}
     assert wh.execute("SELECT address_key FROM identity.source_records "
                       "WHERE source_key = 'KH1'").fetchall() == [("海淀区学院路1号",)]
+    # Night 3: 王芳 is forgotten (her staging rows deleted): every current row is read again.
+    wh.execute("DELETE FROM staging.crm_customers WHERE customer_code = 'KH2'")
+    assert build_source_records(wh) == {
+        "source_records": 8, "source_records_read": 8, "source_records_derived": 0}
+    after = record_ids(wh)
+    assert after == {k: v for k, v in {**before, "KH8": 8}.items() if k != "KH2"}
     incremental = wh.execute("SELECT * FROM identity.source_records ORDER BY ALL").fetchall()
     assert build_source_records(wh, full=True)["source_records_derived"] == 8
     assert wh.execute("SELECT * FROM identity.source_records ORDER BY ALL").fetchall() == incremental
+    assert build_source_records(wh)["source_records_read"] == 0  # nothing loaded since
     # New key derivations (KEYS_VERSION bumped): every record is derived again, ids kept.
     monkeypatch.setattr(identity, "KEYS_VERSION", "2")
     assert build_source_records(wh)["source_records_derived"] == 8

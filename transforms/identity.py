@@ -52,18 +52,26 @@ def build_source_records(con, full: bool = False) -> dict[str, int]:
 
     Incremental: a record keeps its row (and record_id) while its content hash is unchanged;
     only new and changed records are derived again. A new record takes the next record_id, so
-    ids are stable from run to run and never reused (forgotten records leave gaps). ``full``
-    derives every record again, still keeping the ids."""
+    ids are stable from run to run and never reused (forgotten records leave gaps). Only keys
+    with a staging row loaded since the last run are read (see _loaded_marks); every current
+    row is read when that cannot be trusted. ``full`` derives every record again, still
+    keeping the ids."""
     cities = [r[0] for r in con.execute(
         "SELECT alias FROM city_alias WHERE regexp_full_match(alias, '\\p{Han}+')").fetchall()]
     remark_name = remark_name_regex(cities)
     content = ", ".join(f"{c}::VARCHAR" for c in _RECORD_CONTENT)
+    # A table from before record hashes (or none): every record is new, numbered afresh.
+    first = not (table_exists(con, "identity", "source_records")
+                 and "record_hash" in describe(con, "identity.source_records"))
+    marks = None if first or full else _loaded_marks(con)
+    rows = {e: current_rows_sql(e, None if marks is None else f"$after_{e}")
+            for e in RECORD_ENTITIES}
     con.execute(
         f"""CREATE OR REPLACE TEMP TABLE _records AS
         SELECT *, md5(list_value('{KEYS_VERSION}', {content})::VARCHAR) AS record_hash FROM (
-        WITH crm AS ({current_rows_sql('crm_customers')}),
-             erp AS ({current_rows_sql('erp_customers')}),
-             wx AS ({current_rows_sql('wechat_followers')})
+        WITH crm AS ({rows['crm_customers']}),
+             erp AS ({rows['erp_customers']}),
+             wx AS ({rows['wechat_followers']})
         SELECT 'crm' AS source, customer_code AS source_key, name, NULL::VARCHAR AS nickname,
                gender, phone, email, NULL::VARCHAR AS unionid, customer_code AS crm_code,
                birth_date, city, address FROM crm
@@ -78,11 +86,9 @@ def build_source_records(con, full: bool = False) -> dict[str, int]:
                              THEN remark_name END, nickname),
                gender, phone, NULL, unionid, NULL, NULL, city, NULL
         FROM (SELECT *, nullif(regexp_extract(remark, {quote_literal(remark_name)}, 1), '')
-                        AS remark_name FROM wx))"""
+                        AS remark_name FROM wx))""",
+        {} if marks is None else {f"after_{e}": t for e, t in marks.items()},
     )
-    # A table from before record hashes (or none): every record is new, numbered afresh.
-    first = not (table_exists(con, "identity", "source_records")
-                 and "record_hash" in describe(con, "identity.source_records"))
     previous = _NO_RECORDS if first else "identity.source_records"
     # New and changed records (every record when full), with the id they keep or take.
     con.execute(
@@ -96,29 +102,66 @@ def build_source_records(con, full: bool = False) -> dict[str, int]:
     )
     _read_new_pinyin(con)
     fresh = fetch_scalar(con, "SELECT count(*) FROM _fresh")
-    total = fetch_scalar(con, "SELECT count(*) FROM _records")
+    read = fetch_scalar(con, "SELECT count(*) FROM _records")
+    kept = 0 if first else fetch_scalar(con, "SELECT count(*) FROM identity.source_records")
     derived = f"SELECT {_DERIVED_COLUMNS} FROM {_KEYED}"
+    # Rows to replace: changed records, and (when every current row was read) forgotten ones.
+    stale = ("EXISTS (SELECT 1 FROM _fresh f WHERE f.source = k.source "
+             "AND f.source_key = k.source_key)" if marks is not None else
+             """NOT EXISTS (SELECT 1 FROM _records r WHERE r.source = k.source
+                 AND r.source_key = k.source_key AND r.record_hash = k.record_hash)""")
     # Every record new or changed (the first run, full, a KEYS_VERSION bump): write them alone,
     # so a bump may change the derived columns too.
-    if first or full or fresh == total:
+    if first or full or (marks is None and fresh == read):
         con.execute(f"CREATE OR REPLACE TABLE identity.source_records AS {derived} ORDER BY record_id")
-    elif fresh > _REWRITE_SHARE * total:
+    elif fresh > _REWRITE_SHARE * kept:
         con.execute(
             f"""CREATE OR REPLACE TABLE identity.source_records AS
-            SELECT * FROM (SELECT * FROM identity.source_records
-                           SEMI JOIN _records USING (source, source_key, record_hash)
+            SELECT * FROM (SELECT * FROM identity.source_records k WHERE NOT {stale}
                            UNION ALL {derived})
             ORDER BY record_id"""
         )
     else:
-        con.execute(
-            """DELETE FROM identity.source_records k WHERE NOT EXISTS (
-                SELECT 1 FROM _records r WHERE r.source = k.source
-                  AND r.source_key = k.source_key AND r.record_hash = k.record_hash)"""
-        )
+        con.execute(f"DELETE FROM identity.source_records k WHERE {stale}")
         con.execute(f"INSERT INTO identity.source_records {derived}")
     con.execute("DROP TABLE _records; DROP TABLE _fresh")
-    return {"source_records": total, "source_records_derived": fresh}
+    _remember_marks(con)
+    return {"source_records": fetch_scalar(con, "SELECT count(*) FROM identity.source_records"),
+            "source_records_read": read, "source_records_derived": fresh}
+
+
+# The staging tables records come from.
+RECORD_ENTITIES = ("crm_customers", "erp_customers", "wechat_followers")
+
+
+def _loaded_marks(con) -> dict[str, object] | None:
+    """Per staging table, the load time up to which last run read it; None when reading only
+    rows loaded since cannot be trusted: no state yet, a new KEYS_VERSION, staging re-parsed,
+    or rows gone or added at or before the mark (forgotten records, a restaged table)."""
+    if not table_exists(con, "identity", "records_state"):
+        return None
+    state = {e: (rows, upto) for e, rows, upto in con.execute(
+        """SELECT s.entity, s.rows, s.loaded_upto FROM identity.records_state s
+        JOIN staging.build_state b ON b.entity = s.entity AND b.fingerprint = s.parsed
+        WHERE s.keys_version = ?""", [KEYS_VERSION]).fetchall()}
+    if set(state) != set(RECORD_ENTITIES):
+        return None
+    for entity, (rows, upto) in state.items():
+        if fetch_scalar(con, f"SELECT count(*) FROM staging.{entity} WHERE _loaded_at <= ?",
+                        [upto]) != rows:
+            return None
+    return {e: upto for e, (_, upto) in state.items()}
+
+
+def _remember_marks(con) -> None:
+    con.execute("""CREATE OR REPLACE TABLE identity.records_state (entity VARCHAR, rows BIGINT,
+        loaded_upto TIMESTAMP, parsed VARCHAR, keys_version VARCHAR)""")
+    for entity in RECORD_ENTITIES:
+        # An empty table's mark is the start of time, so its first rows count as new.
+        con.execute(f"""INSERT INTO identity.records_state
+            SELECT ?, count(*), coalesce(max(_loaded_at), TIMESTAMP '1970-01-01'),
+                   (SELECT fingerprint FROM staging.build_state WHERE entity = ?), ?
+            FROM staging.{entity}""", [entity, entity, KEYS_VERSION])
 
 
 # What a record is: its hash covers these (not when it was loaded: a full export that loads
