@@ -28,7 +28,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from transforms.features import FEATURES
-from transforms.sql import fetch_scalar, quote_ident, quote_literal
+from transforms.sql import fetch_scalar, quote_ident, quote_literal, table_exists
 
 PCT_HELPER = re.compile(r"\bpct\(\s*([A-Za-z_][A-Za-z0-9_]*)\s*,\s*([0-9]*\.?[0-9]+)\s*\)")
 _UNIT_TYPES = {"date": "DATE", "bool": "BOOLEAN", "yuan": "DECIMAL(18, 2)", "ratio": "DOUBLE",
@@ -207,18 +207,20 @@ def evaluate_tags(con, rules: LoadedRules, snapshot=None, run_id: str = "") -> d
 
 
 def _keep_previous(con) -> None:
-    """The previous run's tags and catalog, to compare against (empty on the first run)."""
-    exists = fetch_scalar(con, """SELECT count(*) FROM duckdb_tables()
-        WHERE schema_name = 'profile' AND table_name = 'customer_tags'""")
-    if exists:
-        con.execute("CREATE OR REPLACE TEMP TABLE _previous_tags AS "
-                    "SELECT customer_id, tag_id FROM profile.customer_tags")
-        con.execute("CREATE OR REPLACE TEMP TABLE _previous_catalog AS "
-                    "SELECT tag_id FROM profile.tag_catalog")
+    """The previous run's tag lists and catalog, to compare against (empty on the first run;
+    a warehouse from before the list table has its long table turned into lists)."""
+    if table_exists(con, "profile", "customer_tag_lists"):
+        previous = "SELECT customer_id, tag_ids FROM profile.customer_tag_lists"
+    elif table_exists(con, "profile", "customer_tags"):
+        previous = ("SELECT customer_id, list(tag_id) AS tag_ids FROM profile.customer_tags "
+                    "GROUP BY customer_id")
     else:
-        con.execute("CREATE OR REPLACE TEMP TABLE _previous_tags "
-                    "(customer_id VARCHAR, tag_id VARCHAR)")
-        con.execute("CREATE OR REPLACE TEMP TABLE _previous_catalog (tag_id VARCHAR)")
+        previous = "SELECT NULL::VARCHAR AS customer_id, NULL::VARCHAR[] AS tag_ids WHERE false"
+    con.execute(f"CREATE OR REPLACE TEMP TABLE _previous_lists AS {previous}")
+    catalog = ("SELECT tag_id FROM profile.tag_catalog"
+               if table_exists(con, "profile", "tag_catalog") else
+               "SELECT NULL::VARCHAR AS tag_id WHERE false")
+    con.execute(f"CREATE OR REPLACE TEMP TABLE _previous_catalog AS {catalog}")
 
 
 def _record_changes(con, snapshot, run_id: str) -> None:
@@ -231,17 +233,25 @@ def _record_changes(con, snapshot, run_id: str) -> None:
             change VARCHAR)"""
     )
     first_run = fetch_scalar(con, "SELECT count(*) FROM _previous_catalog") == 0
-    if first_run:
-        return
+    if not first_run:
+        _insert_changes(con, snapshot, run_id)
+    con.execute("DROP TABLE _previous_lists; DROP TABLE _previous_catalog")
+
+
+def _insert_changes(con, snapshot, run_id: str) -> None:
     con.execute(
         """INSERT INTO profile.tag_changes
-        SELECT $snap, $run, customer_id, tag_id, 'gained' FROM (
-            SELECT customer_id, tag_id FROM profile.customer_tags
-            EXCEPT SELECT customer_id, tag_id FROM _previous_tags)
+        -- customers whose list differs (a customer without tags has no list)
+        WITH changed AS (
+            SELECT customer_id, coalesce(n.tag_ids, []) AS tags_now,
+                   coalesce(p.tag_ids, []) AS tags_before
+            FROM profile.customer_tag_lists n FULL JOIN _previous_lists p USING (customer_id)
+            WHERE n.tag_ids IS DISTINCT FROM p.tag_ids)
+        SELECT $snap, $run, customer_id, unnest(list_filter(tags_now, lambda t:
+                   NOT list_contains(tags_before, t))), 'gained' FROM changed
         UNION ALL
-        SELECT $snap, $run, customer_id, tag_id, 'lost' FROM (
-            SELECT customer_id, tag_id FROM _previous_tags
-            EXCEPT SELECT customer_id, tag_id FROM profile.customer_tags)
+        SELECT $snap, $run, customer_id, unnest(list_filter(tags_before, lambda t:
+                   NOT list_contains(tags_now, t))), 'lost' FROM changed
         UNION ALL
         SELECT $snap, $run, NULL, tag_id, 'tag defined' FROM (
             SELECT tag_id FROM profile.tag_catalog EXCEPT SELECT tag_id FROM _previous_catalog)
