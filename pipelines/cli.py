@@ -197,11 +197,11 @@ def cmd_forget(args) -> int:
         report = forget(con, salt, args.phone, args.email,
                         args.customer_id.strip().upper() if args.customer_id else None)
         removed_from_exports = drop_customers(con, cfg.exports_dir, report.customer_ids, salt)
-        if cfg.serving_path.exists():  # republish without the person
+        if cfg.serving_path.exists():  # republish without the person, in a fresh file
             snapshot = con.execute("SELECT max(snapshot_date) FROM profile.customer_profile"
                                    ).fetchall()[0][0]
             swap_into_place(build_serving_file(con, cfg.serving_path, f"forget:{report.request_id}",
-                                               snapshot), cfg.serving_path)
+                                               snapshot, reuse_previous=False), cfg.serving_path)
     finally:
         con.close()
     print(f"forget request {report.request_id}: {len(report.customer_ids)} customer(s), "
