@@ -72,6 +72,7 @@ def build_serving_file(con, serving_path: Path, run_id: str, snapshot: dt.date,
         con.execute(f"ATTACH {quote_literal(str(tmp))} AS _serving")
     try:
         synced = _drop_all_but_history(con, tables)
+        con.execute("CHECKPOINT _serving")  # the dropped tables' blocks are reused below
         for schema in sorted({t.split(".")[0] for t in tables} | {"meta"}):
             con.execute(f"CREATE SCHEMA IF NOT EXISTS _serving.{schema}")
         for table in tables:
