@@ -46,6 +46,21 @@ def test_gx_runs_its_expectations_inside_duckdb_and_names_the_failing_values(tmp
     duckdb.connect(str(db), config={"autoinstall_known_extensions": False}).close()
 
 
+def test_one_query_for_many_suites_reports_each_and_names_its_failing_files(tmp_path):
+    db = tmp_path / "w.duckdb"
+    with duckdb.connect(str(db)) as con:
+        con.execute("""CREATE TABLE f AS SELECT * FROM (VALUES ('a', 'x.csv', 0.5),
+            ('a', 'y.csv', 0.0), ('b', 'z.csv', 0.0)) v(entity, source_file, share)""")
+    outcomes = validate(db, [Suite(
+        "files", "SELECT entity, source_file, share FROM f",
+        [gxe.ExpectColumnValuesToBeBetween(column="share", max_value=0.1)],
+        index_column="source_file", split_column="entity",
+        names={"a": "raw.a", "b": "raw.b", "c": "raw.c"})])
+    assert [(o.suite, o.success, o.unexpected_count, o.unexpected_sample) for o in outcomes] == [
+        ("raw.a", False, 1, [{"source_file": "x.csv", "share": "0.5"}]),
+        ("raw.b", True, 0, []), ("raw.c", True, 0, [])]
+
+
 def test_a_failing_profile_check_stops_publishing(tmp_path, monkeypatch):
     from handmade import write_exports
 

@@ -52,12 +52,13 @@ def row_count_expectation(previous: int | None, max_drop: float, max_growth: flo
 def raw_suites(entities: list[str], q) -> list[Suite]:
     gxe = _gxe()
     return [Suite(
-        f"raw.{e}",
-        f"""SELECT source_file, rows_rejected / greatest(rows_read, 1) AS rejected_share
-            FROM raw.file_registry WHERE entity = {quote_literal(e)}""",
+        "raw files",
+        f"""SELECT entity, source_file, rows_rejected / greatest(rows_read, 1) AS rejected_share
+            FROM raw.file_registry WHERE entity IN ({', '.join(map(quote_literal, entities))})""",
         [gxe.ExpectColumnValuesToBeBetween(column="rejected_share", max_value=q.max_rejected_share)],
-        index_column="source_file",
-    ) for e in entities]
+        index_column="source_file", split_column="entity",
+        names={e: f"raw.{e}" for e in entities},
+    )]
 
 
 def staging_suites(con, entities: list[str], q, run_id: str) -> list[Suite]:
@@ -70,13 +71,14 @@ def staging_suites(con, entities: list[str], q, run_id: str) -> list[Suite]:
         checks += [gxe.ExpectColumnValuesToMatchRegex(column=f.name, regex=E164)
                    for f in ENTITIES[e].fields if f.type == "phone"]
         suites.append(Suite(table, table, checks))
-        suites.append(Suite(
-            f"{table} files",
-            f"""SELECT source_file, rows_quarantined / greatest(rows_read, 1) AS quarantined_share
-                FROM staging.file_accounting WHERE entity = {quote_literal(e)}""",
-            [gxe.ExpectColumnValuesToBeBetween(column="quarantined_share",
-                                               max_value=q.max_quarantine_share)],
-            index_column="source_file"))
+    suites.append(Suite(
+        "staging files",
+        f"""SELECT entity, source_file, rows_quarantined / greatest(rows_read, 1) AS quarantined_share
+            FROM staging.file_accounting WHERE entity IN ({', '.join(map(quote_literal, entities))})""",
+        [gxe.ExpectColumnValuesToBeBetween(column="quarantined_share",
+                                           max_value=q.max_quarantine_share)],
+        index_column="source_file", split_column="entity",
+        names={e: f"staging.{e} files" for e in entities}))
     return suites
 
 
