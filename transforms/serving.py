@@ -1,8 +1,9 @@
 """The serving file analysts open: built beside the published one, then renamed over it.
 
 The working warehouse is the pipeline's scratch space (one writer, half-built while a run is
-going). Analysts and BI read ``serving.duckdb`` instead: a fresh file written next to it under
-a hidden name and moved into place with one atomic ``rename`` once every blocking check passed.
+going). Analysts and BI read ``serving.duckdb`` instead: a new file written next to it under
+a hidden name (starting from a copy of the published one, see build_serving_file) and moved
+into place with one atomic ``rename`` once every blocking check passed.
 An analyst's open read-only connection keeps reading the old file (the inode stays alive until
 they disconnect) and is never blocked; a new connection sees the new file whole. A run killed
 mid-way leaves a hidden ``.*.tmp`` file that the next publish removes.
