@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import hashlib
 
-from transforms.identity import moved_keys_sql
+from transforms.identity import CUSTOMER_SOURCES, moved_keys_sql
 from transforms.sql import fetch_scalar, table_exists
 from transforms.staging import current_rows_sql
 from transforms.survivorship import GOLDEN_FIELDS, FieldRule, default_rules, order_key_sql
@@ -22,11 +22,6 @@ from transforms.survivorship import GOLDEN_FIELDS, FieldRule, default_rules, ord
 
 def ensure_core_schema(con) -> None:
     con.execute("CREATE SCHEMA IF NOT EXISTS core")
-
-
-CUSTOMER_SOURCES = {"crm_customers": ("crm", "customer_code"),
-                    "erp_customers": ("erp", "customer_code"),
-                    "wechat_followers": ("wechat", "openid")}
 
 
 def build_customers(con, rules: dict[str, FieldRule] | None = None, full: bool = False) -> int:

@@ -65,7 +65,7 @@ def build_source_records(con, full: bool = False) -> dict[str, int]:
                  and "record_hash" in describe(con, "identity.source_records"))
     marks = None if first or full else _loaded_marks(con)
     rows = {e: current_rows_sql(e, None if marks is None else f"$after_{e}")
-            for e in RECORD_ENTITIES}
+            for e in CUSTOMER_SOURCES}
     con.execute(
         f"""CREATE OR REPLACE TEMP TABLE _records AS
         SELECT *, md5(list_value('{KEYS_VERSION}', {content})::VARCHAR) AS record_hash FROM (
@@ -130,8 +130,10 @@ def build_source_records(con, full: bool = False) -> dict[str, int]:
             "source_records_read": read, "source_records_derived": fresh}
 
 
-# The staging tables records come from.
-RECORD_ENTITIES = ("crm_customers", "erp_customers", "wechat_followers")
+# The staging tables customer records come from: entity → (source, key column).
+CUSTOMER_SOURCES = {"crm_customers": ("crm", "customer_code"),
+                    "erp_customers": ("erp", "customer_code"),
+                    "wechat_followers": ("wechat", "openid")}
 
 
 def _loaded_marks(con) -> dict[str, object] | None:
@@ -144,7 +146,7 @@ def _loaded_marks(con) -> dict[str, object] | None:
         """SELECT s.entity, s.rows, s.loaded_upto FROM identity.records_state s
         JOIN staging.build_state b ON b.entity = s.entity AND b.fingerprint = s.parsed
         WHERE s.keys_version = ?""", [KEYS_VERSION]).fetchall()}
-    if set(state) != set(RECORD_ENTITIES):
+    if set(state) != set(CUSTOMER_SOURCES):
         return None
     for entity, (rows, upto) in state.items():
         if fetch_scalar(con, f"SELECT count(*) FROM staging.{entity} WHERE _loaded_at <= ?",
@@ -156,7 +158,7 @@ def _loaded_marks(con) -> dict[str, object] | None:
 def _remember_marks(con) -> None:
     con.execute("""CREATE OR REPLACE TABLE identity.records_state (entity VARCHAR, rows BIGINT,
         loaded_upto TIMESTAMP, parsed VARCHAR, keys_version VARCHAR)""")
-    for entity in RECORD_ENTITIES:
+    for entity in CUSTOMER_SOURCES:
         # An empty table's mark is the start of time, so its first rows count as new.
         con.execute(f"""INSERT INTO identity.records_state
             SELECT ?, count(*), coalesce(max(_loaded_at), TIMESTAMP '1970-01-01'),
