@@ -303,6 +303,8 @@ class ProfilesConfig(_Strict):
         return sorted(Path(p) for p in glob.glob(str(folder / src.pattern)) if Path(p).is_file())
 
     def resolved_snapshot_date(self, today: dt.date | None = None) -> dt.date:
+        if os.environ.get("PROFILES_SNAPSHOT_DATE"):  # a rerun or backfill of a given day
+            return dt.date.fromisoformat(os.environ["PROFILES_SNAPSHOT_DATE"])
         if self.snapshot_date == "today":
             return today or dt.date.today()
         return self.snapshot_date

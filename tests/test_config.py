@@ -61,3 +61,16 @@ def test_an_optional_column_may_be_absent_from_an_export(workdir):
 
     with pytest.raises(ConfigError, match="lacks mapped column"):
         preflight(load_config(write_config(workdir / "b", required)))
+
+
+def test_snapshot_date_from_the_environment_wins_over_the_config(tmp_path, monkeypatch):
+    import datetime as dt
+
+    def pinned(data):
+        data["snapshot_date"] = "2026-01-31"
+
+    cfg = load_config(write_config(tmp_path, pinned))
+    monkeypatch.delenv("PROFILES_SNAPSHOT_DATE", raising=False)
+    assert cfg.resolved_snapshot_date() == dt.date(2026, 1, 31)
+    monkeypatch.setenv("PROFILES_SNAPSHOT_DATE", "2026-02-01")  # a backfill of one day
+    assert cfg.resolved_snapshot_date() == dt.date(2026, 2, 1)
