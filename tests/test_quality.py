@@ -115,9 +115,9 @@ VIP = ("value_vip", "价值分层", "VIP客户")
 def test_history_records_who_changed_and_how_per_day(day_state):
     con, state = day_state
     d1, d2 = dt.date(2026, 11, 16), dt.date(2026, 11, 17)
-    state([("A", "高价值", [ACTIVE, VIP]), ("B", "低价值", [ACTIVE]), ("C", "低价值", [])])
+    state([("A", "高价值", [ACTIVE, VIP]), ("B", "低价值", [ACTIVE]), ("C", "低价值", [VIP])])
     assert record_history(con, d1, "价值分层", "活跃度", 35)["compared_with"] is None
-    state([("A", "高价值", [DORMANT, VIP]), ("B", "中价值", [ACTIVE]), ("D", "低价值", [])])
+    state([("A", "高价值", [DORMANT, VIP]), ("B", "中价值", [ACTIVE]), ("D", "低价值", [ACTIVE])])
     stats = record_history(con, d2, "价值分层", "活跃度", 35)
     assert stats["compared_with"] == d1
     changes = con.execute("""SELECT customer_id, change, attribute, old_value, new_value
@@ -128,7 +128,9 @@ def test_history_records_who_changed_and_how_per_day(day_state):
         ("A", "tag lost", "lifecycle_active", "活跃客户", None),
         ("B", "segment changed", "segment", "低价值", "中价值"),
         ("C", "customer gone", None, None, None),
+        ("C", "tag lost", "value_vip", "VIP客户", None),
         ("D", "new customer", None, None, None),
+        ("D", "tag gained", "lifecycle_active", None, "活跃客户"),
     ]
     # "Who became 沉睡客户 this week" in one query; a rerun of the day replaces it.
     query = """SELECT customer_id FROM history.profile_changes WHERE change = 'tag gained'

@@ -59,21 +59,29 @@ def record_history(con, snapshot: dt.date, value_tier_group: str, lifecycle_grou
 
 
 def _record_changes(con, snapshot: dt.date, previous: dt.date) -> None:
-    params = {"snap": snapshot, "prev": previous}
+    """Changes of the customers whose followed state differs between the two dates: the
+    customers are paired once; only those that differ have their tag lists unnested."""
     state = "SELECT * FROM history.profile_snapshots WHERE snapshot_date = "
+    followed = ("tag_ids", "tags", "segment_name", "value_tier", "lifecycle_stage")
     attribute_changes = " UNION ALL ".join(
-        f"""SELECT customer_id, '{name} changed', '{name}', o.{col}::VARCHAR, n.{col}::VARCHAR
-            FROM cur n JOIN prev o USING (customer_id)
-            WHERE o.{col} IS DISTINCT FROM n.{col}"""
+        f"""SELECT customer_id, '{name} changed', '{name}', o_{col}::VARCHAR, n_{col}::VARCHAR
+            FROM differs WHERE in_cur AND in_prev AND o_{col} IS DISTINCT FROM n_{col}"""
         for name, col in (("segment", "segment_name"), ("value tier", "value_tier"),
                           ("lifecycle stage", "lifecycle_stage")))
     con.execute(
         f"""INSERT INTO history.profile_changes
         WITH cur AS ({state} $snap), prev AS ({state} $prev),
-             cur_tags AS (SELECT customer_id, unnest(tag_ids) AS tag_id, unnest(tags) AS tag
-                          FROM cur),
-             prev_tags AS (SELECT customer_id, unnest(tag_ids) AS tag_id, unnest(tags) AS tag
-                           FROM prev),
+             differs AS MATERIALIZED (
+            SELECT coalesce(n.customer_id, o.customer_id) AS customer_id,
+                   n.customer_id IS NOT NULL AS in_cur, o.customer_id IS NOT NULL AS in_prev,
+                   {", ".join(f"n.{c} AS n_{c}, o.{c} AS o_{c}" for c in followed)}
+            FROM cur n FULL JOIN prev o ON n.customer_id = o.customer_id
+            WHERE n.customer_id IS NULL OR o.customer_id IS NULL
+               OR {" OR ".join(f"n.{c} IS DISTINCT FROM o.{c}" for c in followed)}),
+             cur_tags AS (SELECT customer_id, unnest(n_tag_ids) AS tag_id, unnest(n_tags) AS tag
+                          FROM differs),
+             prev_tags AS (SELECT customer_id, unnest(o_tag_ids) AS tag_id, unnest(o_tags) AS tag
+                           FROM differs),
              changes AS (
             SELECT customer_id, 'tag gained' AS change, tag_id AS attribute,
                    NULL AS old_value, tag AS new_value
@@ -82,12 +90,10 @@ def _record_changes(con, snapshot: dt.date, previous: dt.date) -> None:
             SELECT customer_id, 'tag lost', tag_id, tag, NULL
             FROM (SELECT * FROM prev_tags EXCEPT SELECT * FROM cur_tags)
             UNION ALL
-            SELECT customer_id, 'new customer', NULL, NULL, NULL
-            FROM cur ANTI JOIN prev USING (customer_id)
+            SELECT customer_id, 'new customer', NULL, NULL, NULL FROM differs WHERE NOT in_prev
             UNION ALL
-            SELECT customer_id, 'customer gone', NULL, NULL, NULL
-            FROM prev ANTI JOIN cur USING (customer_id)
+            SELECT customer_id, 'customer gone', NULL, NULL, NULL FROM differs WHERE NOT in_cur
             UNION ALL {attribute_changes})
         SELECT $snap, $prev, * FROM changes ORDER BY customer_id, change, attribute""",
-        params,
+        {"snap": snapshot, "prev": previous},
     )
