@@ -159,6 +159,9 @@ def build_staging(con, entity_name: str, mapping: dict[str, str] | None = None,
                   WHERE entity = {quote_literal(entity_name)})"""
     new_rows = f"""SELECT *, rowid AS _raw_position FROM raw.{entity_name}
         WHERE coalesce(_file_sha256, _source_file) NOT IN {staged}"""
+    if not full:  # a night's few new rows, picked from all raw rows once instead of per use
+        con.execute(f"CREATE OR REPLACE TEMP TABLE _new_raw AS {new_rows}")
+        new_rows = "SELECT * FROM _new_raw"
     _register_phone_map(con, entity, phone_region, new_rows)
     # Each field's distinct raw values are parsed once (value_map → parsed value, error) and
     # joined back: exports repeat values (categories, prices, dates), and the macros cost about
@@ -226,8 +229,8 @@ def build_staging(con, entity_name: str, mapping: dict[str, str] | None = None,
         UNION SELECT {quote_literal(entity_name)}, coalesce(file_sha256, source_file)
         FROM raw.rejects WHERE entity = {quote_literal(entity_name)}
         EXCEPT SELECT entity, file_key FROM staging.staged_files""")
-    for table in maps.values():
-        con.execute(f"DROP TABLE {table}")
+    for table in [*maps.values(), "_new_raw"]:
+        con.execute(f"DROP TABLE IF EXISTS {table}")
     _account_files(con, entity_name)
     con.execute("INSERT OR REPLACE INTO staging.build_state VALUES (?, ?)",
                 [entity_name, fingerprint])
