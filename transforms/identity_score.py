@@ -112,11 +112,9 @@ def _findable_pairs(con) -> tuple[int, int]:
     """(true pairs connected through evidence-sharing pairs, how many of them share a customer)."""
     strong = "[" + ", ".join(quote_literal(e) for e in STRONG_EVIDENCE) + "]"
     support = "[" + ", ".join(quote_literal(e) for e in NAME_SUPPORT) + "]"
-    con.execute(
-        """CREATE OR REPLACE TEMP TABLE _numbered AS
-        SELECT row_number() OVER (ORDER BY person_id, source, source_key) - 1 AS i, *
-        FROM _scored"""
-    )
+    # Any numbering will do (only the graph counts): sorting 1.8M records for it took 1.4 s.
+    con.execute("CREATE OR REPLACE TEMP TABLE _numbered AS "
+                "SELECT row_number() OVER () - 1 AS i, * FROM _scored")
     links = con.sql(
         f"""SELECT a.i AS a, b.i AS b FROM _numbered a JOIN _numbered b
               ON a.person_id = b.person_id AND a.i < b.i
