@@ -288,19 +288,22 @@ def _account_files(con, entity_name: str) -> None:
     )
 
 
-def current_rows_sql(entity_name: str, loaded_after: str | None = None) -> str:
+def current_rows_sql(entity_name: str, loaded_after: str | None = None,
+                     keys_in: str | None = None) -> str:
     """staging.<entity> with one row per natural key: the most recently loaded version wins
     (full exports supersede older ones). Entities without a key keep every distinct row.
-    ``loaded_after`` (a SQL timestamp): only keys with a row loaded after it."""
+    Only some keys, picked before the window so it runs over their rows alone:
+    ``loaded_after`` (a SQL timestamp), keys with a row loaded after it; ``keys_in`` (a SQL
+    relation with the key columns), those keys."""
     entity = ENTITIES[entity_name]
     cols = ", ".join(quote_ident(f) for f in entity.field_names)
     if not entity.key:
-        assert loaded_after is None, f"{entity_name} has no key to pick rows by"
+        assert loaded_after is None and keys_in is None, f"{entity_name} has no key to pick by"
         return f"SELECT DISTINCT ON ({cols}) * FROM staging.{entity_name}"
     key = ", ".join(quote_ident(k) for k in entity.key)
-    picked = "" if loaded_after is None else (
-        f"SEMI JOIN (SELECT {key} FROM staging.{entity_name} "
-        f"WHERE _loaded_at > {loaded_after}) USING ({key})")
+    if loaded_after is not None:
+        keys_in = f"(SELECT {key} FROM staging.{entity_name} WHERE _loaded_at > {loaded_after})"
+    picked = "" if keys_in is None else f"SEMI JOIN {keys_in} USING ({key})"
     return f"""SELECT * FROM staging.{entity_name} {picked}
         QUALIFY row_number() OVER (PARTITION BY {key}
                                    ORDER BY _loaded_at DESC, _row_number DESC) = 1"""
