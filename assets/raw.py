@@ -9,8 +9,8 @@ from assets._metadata import table_metadata
 from pipelines.config import ConfigError, check_source_headers
 from pipelines.resources import Warehouse
 from transforms.privacy import pii_salt
-from transforms.raw import ensure_raw_schema, is_registered, load_file
-from transforms.readers import ExportFileError, file_sha256, prefetched_sheets
+from transforms.raw import ensure_raw_schema, file_hashes, is_registered, load_file
+from transforms.readers import ExportFileError, prefetched_sheets
 from transforms.schema import ENTITIES
 
 
@@ -28,7 +28,7 @@ def _raw_asset(entity_name: str) -> AssetsDefinition:
             ensure_raw_schema(con)
             if src is not None:
                 files = cfg.source_files(entity_name)
-                shas = {path: file_sha256(path) for path in files}
+                shas = file_hashes(con, files, rehash=warehouse.full_rebuild)
                 new = [p for p in files if not is_registered(con, shas[p], entity_name)]
                 skipped = len(files) - len(new)
                 # Check every new file first: a file with a missing column stops the load

@@ -6,8 +6,14 @@ from pathlib import Path
 import fastexcel
 import pytest
 
-from transforms.raw import SchemaDriftError, ensure_raw_schema, load_file
-from transforms.readers import ExportFileError, ReadOptions, detect_encoding, read_header
+from transforms.raw import SchemaDriftError, ensure_raw_schema, file_hashes, load_file
+from transforms.readers import (
+    ExportFileError,
+    ReadOptions,
+    detect_encoding,
+    file_sha256,
+    read_header,
+)
 from transforms.staging import build_staging, ensure_staging_schema
 from transforms.xlsx_header import xlsx_header
 
@@ -55,6 +61,26 @@ def test_loading_the_same_file_twice_is_a_no_op(wh, workdir):
     again = load_file(wh, "crm_customers", path, ReadOptions("csv"), CRM_MAP, NOW)
     assert again.skipped
     assert wh.execute("SELECT count(*) FROM raw.crm_customers").fetchall() == [(6,)]
+
+
+def test_a_file_is_hashed_again_only_when_its_size_or_time_changes(wh, tmp_path):
+    import os
+
+    path, old = tmp_path / "orders.csv", 1_700_000_000_000_000_000
+    path.write_text("a\n1\n")
+    os.utime(path, ns=(old, old))
+    first = file_hashes(wh, [path])[path]
+    assert first == file_sha256(path)
+    # Same size and time: the recorded hash is trusted (so the file is not read again) ...
+    path.write_text("a\n2\n")
+    os.utime(path, ns=(old, old))
+    assert file_hashes(wh, [path])[path] == first
+    # ... unless asked to hash everything (a full rebuild).
+    assert file_hashes(wh, [path], rehash=True)[path] == file_sha256(path) != first
+    # A new version moves the time: hashed, and not recorded while it may still be written.
+    path.write_text("a\n33\n")
+    assert file_hashes(wh, [path])[path] == file_sha256(path)
+    assert wh.execute("SELECT mtime_ns FROM raw.file_hashes").fetchall() == [(old,)]
 
 
 def test_missing_column_is_schema_drift_naming_file_and_columns(wh, tmp_path):
