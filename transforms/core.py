@@ -35,21 +35,21 @@ def build_customers(con, rules: dict[str, FieldRule] | None = None, full: bool =
     incremental = (not full and state and state[0][0] == fingerprint and all(
         table_exists(con, "core", t) for t in ("customers", "customer_field_lineage", "customer_key_map")))
     customers = "identity.customer_map"
-    rows = {entity: current_rows_sql(entity) for entity in CUSTOMER_SOURCES}
+    source_rows = {entity: current_rows_sql(entity) for entity in CUSTOMER_SOURCES}
     if incremental:
         _affected_customers(con, state[0][1])
         con.execute("""CREATE OR REPLACE TEMP TABLE _affected_keys AS
             SELECT * FROM identity.customer_map
             WHERE customer_id IN (SELECT customer_id FROM _affected)""")
         customers = "_affected_keys"
-        rows = {entity: current_rows_sql(entity, keys_in=f"""(SELECT source_key AS {key}
+        source_rows = {entity: current_rows_sql(entity, keys_in=f"""(SELECT source_key AS {key}
                     FROM _affected_keys WHERE source = '{source}')""")
                 for entity, (source, key) in CUSTOMER_SOURCES.items()}
     con.execute(
         f"""CREATE OR REPLACE TEMP TABLE _customer_fields AS
-        WITH crm AS ({rows['crm_customers']}),
-             erp AS ({rows['erp_customers']}),
-             wx AS ({rows['wechat_followers']}),
+        WITH crm AS ({source_rows['crm_customers']}),
+             erp AS ({source_rows['erp_customers']}),
+             wx AS ({source_rows['wechat_followers']}),
              fields AS (
             SELECT 'crm' AS source, customer_code AS source_key, name, gender, birth_date, phone,
                    email, province, city, address, industry, lead_source, stage AS crm_stage, owner,
