@@ -34,8 +34,6 @@ def build_customers(con, rules: dict[str, FieldRule] | None = None, full: bool =
     state = con.execute("SELECT fingerprint, loaded_upto FROM core.customer_state").fetchall()
     incremental = (not full and state and state[0][0] == fingerprint and all(
         table_exists(con, "core", t) for t in ("customers", "customer_field_lineage", "customer_key_map")))
-    customers = "identity.customer_map"
-    source_rows = {entity: current_rows_sql(entity) for entity in CUSTOMER_SOURCES}
     if incremental:
         _affected_customers(con, state[0][1])
         con.execute("""CREATE OR REPLACE TEMP TABLE _affected_keys AS
@@ -45,6 +43,9 @@ def build_customers(con, rules: dict[str, FieldRule] | None = None, full: bool =
         source_rows = {entity: current_rows_sql(entity, keys_in=f"""(SELECT source_key AS {key}
                     FROM _affected_keys WHERE source = '{source}')""")
                 for entity, (source, key) in CUSTOMER_SOURCES.items()}
+    else:
+        customers = "identity.customer_map"
+        source_rows = {entity: current_rows_sql(entity) for entity in CUSTOMER_SOURCES}
     con.execute(
         f"""CREATE OR REPLACE TEMP TABLE _customer_fields AS
         WITH crm AS ({source_rows['crm_customers']}),

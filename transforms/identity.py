@@ -39,6 +39,12 @@ def ensure_identity_schema(con) -> None:
     )
 
 
+# The staging tables customer records come from: entity → (source, key column).
+CUSTOMER_SOURCES = {"crm_customers": ("crm", "customer_code"),
+                    "erp_customers": ("erp", "customer_code"),
+                    "wechat_followers": ("wechat", "openid")}
+
+
 # Part of every record's hash: bump it when the derived keys below change (_DERIVED_COLUMNS,
 # _KEYED), so that every record is derived again on the next run.
 KEYS_VERSION = "1"
@@ -128,12 +134,6 @@ def build_source_records(con, full: bool = False) -> dict[str, int]:
     _remember_marks(con)
     return {"source_records": fetch_scalar(con, "SELECT count(*) FROM identity.source_records"),
             "source_records_read": read, "source_records_derived": fresh}
-
-
-# The staging tables customer records come from: entity → (source, key column).
-CUSTOMER_SOURCES = {"crm_customers": ("crm", "customer_code"),
-                    "erp_customers": ("erp", "customer_code"),
-                    "wechat_followers": ("wechat", "openid")}
 
 
 def _loaded_marks(con) -> dict[str, object] | None:

@@ -49,16 +49,22 @@ def row_count_expectation(previous: int | None, max_drop: float, max_growth: flo
         min_value=math.floor(previous * (1 - max_drop)), max_value=math.ceil(previous * max_growth))
 
 
-def raw_suites(entities: list[str], q) -> list[Suite]:
-    gxe = _gxe()
-    return [Suite(
-        "raw files",
-        f"""SELECT entity, source_file, rows_rejected / greatest(rows_read, 1) AS rejected_share
-            FROM raw.file_registry WHERE entity IN ({', '.join(map(quote_literal, entities))})""",
-        [gxe.ExpectColumnValuesToBeBetween(column="rejected_share", max_value=q.max_rejected_share)],
+def _file_share_suite(name: str, table: str, rows: str, share: str, max_share: float,
+                      entities: list[str], suite_name: str) -> Suite:
+    """One query for the per-file share of ``rows`` / rows_read of every entity in ``table``,
+    reported per entity as ``suite_name.format(entity)`` (see Suite.split_column)."""
+    return Suite(
+        name,
+        f"""SELECT entity, source_file, {rows} / greatest(rows_read, 1) AS {share}
+            FROM {table} WHERE entity IN ({', '.join(map(quote_literal, entities))})""",
+        [_gxe().ExpectColumnValuesToBeBetween(column=share, max_value=max_share)],
         index_column="source_file", split_column="entity",
-        names={e: f"raw.{e}" for e in entities},
-    )]
+        names={e: suite_name.format(e) for e in entities})
+
+
+def raw_suites(entities: list[str], q) -> list[Suite]:
+    return [_file_share_suite("raw files", "raw.file_registry", "rows_rejected", "rejected_share",
+                              q.max_rejected_share, entities, "raw.{}")]
 
 
 def staging_suites(con, entities: list[str], q, run_id: str) -> list[Suite]:
@@ -71,14 +77,9 @@ def staging_suites(con, entities: list[str], q, run_id: str) -> list[Suite]:
         checks += [gxe.ExpectColumnValuesToMatchRegex(column=f.name, regex=E164)
                    for f in ENTITIES[e].fields if f.type == "phone"]
         suites.append(Suite(table, table, checks))
-    suites.append(Suite(
-        "staging files",
-        f"""SELECT entity, source_file, rows_quarantined / greatest(rows_read, 1) AS quarantined_share
-            FROM staging.file_accounting WHERE entity IN ({', '.join(map(quote_literal, entities))})""",
-        [gxe.ExpectColumnValuesToBeBetween(column="quarantined_share",
-                                           max_value=q.max_quarantine_share)],
-        index_column="source_file", split_column="entity",
-        names={e: f"staging.{e} files" for e in entities}))
+    suites.append(_file_share_suite("staging files", "staging.file_accounting", "rows_quarantined",
+                                    "quarantined_share", q.max_quarantine_share, entities,
+                                    "staging.{} files"))
     return suites
 
 
