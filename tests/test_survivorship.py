@@ -82,3 +82,43 @@ def test_unknown_field_or_repeated_source_is_a_config_error():
         SurvivorshipConfig(source_priority=["crm", "crm"])
     with pytest.raises(ValueError):
         SurvivorshipConfig(fields={"name": "longest"})
+
+
+def test_one_record_customers_keep_their_record_and_several_records_aggregate(wh):
+    """Customers with one record skip the aggregate (transforms.core._pick_survivors): their
+    golden record is the record, with its lineage; flags agree with the aggregated path."""
+    land(wh, "crm_customers", [
+        {"customer_code": "KH1", "name": "李娜", "phone": "13900139000", "marketing_consent": "否",
+         "created_at": "2024-01-01 10:00:00"},
+        {"customer_code": "KH2", "name": "王芳", "phone": "13700137000", "marketing_consent": "是",
+         "created_at": "2024-02-01 10:00:00"},
+        {"customer_code": "KH3", "name": "赵强", "phone": "13600136000",
+         "created_at": "2024-03-01 10:00:00"},
+    ], "2026-11-20 02:00:00")
+    land(wh, "erp_customers", [  # 王芳's second record: consent stays, the email joins
+        {"customer_code": "C9", "name": "王芳", "phone": "13700137000", "email": "wf@qq.com",
+         "created_at": "2023-05-01 08:00:00"},
+    ], "2026-11-20 02:00:00")
+    land(wh, "wechat_followers", [], "2026-11-20 02:00:00")
+    for entity in ("crm_customers", "erp_customers", "wechat_followers"):
+        build_staging(wh, entity)
+    resolve_identities(wh, IdentityConfig(), "r1", dt.datetime(2026, 11, 21))
+    ensure_core_schema(wh)
+    assert build_customers(wh, SurvivorshipConfig().rules()) == 3
+    rows = wh.execute("""SELECT name, email, marketing_consent, source_records, sources,
+                                first_seen_at::DATE::VARCHAR
+                         FROM core.customers ORDER BY name""").fetchall()
+    assert rows == [
+        ("李娜", None, False, 1, ["crm"], "2024-01-01"),
+        ("王芳", "wf@qq.com", True, 2, ["crm", "erp"], "2023-05-01"),
+        ("赵强", None, None, 1, ["crm"], "2024-03-01"),
+    ]
+    lineage = wh.execute("""SELECT c.name, l.field, l.source, l.source_key
+                            FROM core.customer_field_lineage l JOIN core.customers c
+                              USING (customer_id) WHERE c.name IN ('李娜', '王芳')
+                            ORDER BY ALL""").fetchall()
+    assert lineage == [
+        ("李娜", "name", "crm", "KH1"), ("李娜", "phone", "crm", "KH1"),
+        ("王芳", "email", "erp", "C9"), ("王芳", "name", "crm", "KH2"),
+        ("王芳", "phone", "crm", "KH2"),
+    ]

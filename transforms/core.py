@@ -65,27 +65,10 @@ def build_customers(con, rules: dict[str, FieldRule] | None = None, full: bool =
                    nickname AS wechat_nickname, unionid, subscribed_at AS first_seen_at,
                    subscribed, _loaded_at
             FROM wx)
-        SELECT m.customer_id, f.*
+        SELECT row_number() OVER () AS rid, m.customer_id, f.*
         FROM fields f JOIN {customers} m USING (source, source_key)"""
     )
-    # One pass: each field's survivor carries the record it came from, for the lineage table.
-    picks = ",\n".join(
-        f"""arg_max({{'value': {f}, 'source': source, 'source_key': source_key}},
-                    {order_key_sql(f, rules[f])}) FILTER (WHERE {f} IS NOT NULL) AS {f}"""
-        for f in GOLDEN_FIELDS
-    )
-    con.execute(
-        f"""CREATE OR REPLACE TEMP TABLE _survivors AS
-        SELECT customer_id, {picks},
-               min(first_seen_at) AS first_seen_at,
-               bool_or(subscribed) AS wechat_subscribed,
-               -- one refusal anywhere wins over consent given elsewhere; NULL = never asked
-               CASE WHEN bool_or(NOT marketing_consent) THEN false
-                    WHEN bool_or(marketing_consent) THEN true END AS marketing_consent,
-               count(*) AS source_records,
-               list(DISTINCT source ORDER BY source) AS sources
-        FROM _customer_fields GROUP BY customer_id"""
-    )
+    _pick_survivors(con, rules)
     values = ", ".join(f"{f}.value AS {f}" for f in GOLDEN_FIELDS)
     golden = f"""SELECT customer_id, {values}, first_seen_at, wechat_subscribed, marketing_consent,
                source_records, sources
@@ -115,6 +98,49 @@ def build_customers(con, rules: dict[str, FieldRule] | None = None, full: bool =
     con.execute("DELETE FROM core.customer_state")
     con.execute(f"INSERT INTO core.customer_state SELECT ?, max(t) FROM ({upto})", [fingerprint])
     return computed
+
+
+def _pick_survivors(con, rules: dict[str, FieldRule]) -> None:
+    """_survivors from _customer_fields: each golden field as {'value', 'source', 'source_key'}
+    (the record it came from, for the lineage table) and the customer-wide flags.
+
+    Most customers have one record, which is their golden record as it is. Only customers with
+    several records aggregate: arg_max picks the surviving record's number (rid) per field and
+    its value is joined back. At 1M persons this took 6 s; arg_max of 14 structs over every
+    customer took 20-30 s."""
+    con.execute("""CREATE OR REPLACE TEMP TABLE _several AS
+        SELECT * FROM _customer_fields WHERE customer_id IN (
+            SELECT customer_id FROM _customer_fields GROUP BY customer_id HAVING count(*) > 1)""")
+
+    def survivor(f: str, row: str, value: str) -> str:
+        return (f"CASE WHEN {row}.{value} IS NOT NULL THEN {{'value': {row}.{value}, "
+                f"'source': {row}.source, 'source_key': {row}.source_key}} END AS {f}")
+
+    picks = ", ".join(f"arg_max(rid, {order_key_sql(f, rules[f])}) FILTER (WHERE {f} IS NOT NULL)"
+                      f" AS {f}" for f in GOLDEN_FIELDS)
+    joins = " ".join(f"LEFT JOIN (SELECT rid, {f} AS value, source, source_key FROM _several) "
+                     f"j_{f} ON j_{f}.rid = p.{f}" for f in GOLDEN_FIELDS)
+    con.execute(
+        f"""CREATE OR REPLACE TEMP TABLE _survivors AS
+        SELECT customer_id, {', '.join(survivor(f, 'r', f) for f in GOLDEN_FIELDS)},
+               first_seen_at, subscribed AS wechat_subscribed, marketing_consent,
+               1::BIGINT AS source_records, [source] AS sources
+        FROM _customer_fields r WHERE customer_id NOT IN (SELECT customer_id FROM _several)
+        UNION ALL BY NAME
+        SELECT p.customer_id, {', '.join(survivor(f, f'j_{f}', 'value') for f in GOLDEN_FIELDS)},
+               p.first_seen_at, p.wechat_subscribed, p.marketing_consent, p.source_records,
+               p.sources
+        FROM (SELECT customer_id, {picks},
+                     min(first_seen_at) AS first_seen_at,
+                     bool_or(subscribed) AS wechat_subscribed,
+                     -- one refusal anywhere wins over consent given elsewhere; NULL = never asked
+                     CASE WHEN bool_or(NOT marketing_consent) THEN false
+                          WHEN bool_or(marketing_consent) THEN true END AS marketing_consent,
+                     count(*) AS source_records,
+                     list(DISTINCT source ORDER BY source) AS sources
+              FROM _several GROUP BY customer_id) p {joins}"""
+    )
+    con.execute("DROP TABLE _several")
 
 
 def _fingerprint(con, rules: dict[str, FieldRule]) -> str:
