@@ -91,8 +91,9 @@ def cutoffs_for(snapshot: dt.date, first_fact: dt.date | None, horizon: int, cou
 def _labelled(con, cutoff: dt.date, horizon: int, population: str,
               sample: str | None = None) -> pa.Table:
     """Features as of ``cutoff`` and what happened in the ``horizon`` days after it, for the
-    customers in ``sample`` (a table of ids) or everyone."""
-    build_features(con, cutoff, "features._asof", population=sample)
+    customers in ``sample`` (a table of ids) or everyone. Rows in customer order: a hash
+    join's order varies from run to run, and so did the models trained on it."""
+    build_features(con, cutoff, "_asof", population=sample, temporary=True)
     return con.sql(
         f"""WITH future AS (
             SELECT customer_id,
@@ -105,8 +106,9 @@ def _labelled(con, cutoff: dt.date, horizon: int, population: str,
         SELECT $cutoff::DATE AS cutoff, f.customer_id, {MODEL_COLUMNS},
                coalesce(u.purchases, 0) = 0 AS churned,
                greatest(coalesce(u.net_spend, 0), 0)::DOUBLE AS future_spend
-        FROM features._asof f LEFT JOIN future u USING (customer_id)
-        WHERE {population}""",
+        FROM _asof f LEFT JOIN future u USING (customer_id)
+        WHERE {population}
+        ORDER BY f.customer_id""",
         params={"cutoff": cutoff, "start": cutoff + dt.timedelta(days=1),
                 "end": cutoff + dt.timedelta(days=horizon + 1)},
     ).arrow().read_all()
@@ -267,7 +269,7 @@ def build_predictions(con, snapshot: dt.date, cfg, models_dir: Path | None = Non
             report.trained_at = now.isoformat(timespec="seconds")
         fitted.append((report, model))
     (churn, churn_model), (clv, clv_model) = fitted
-    con.execute("DROP TABLE IF EXISTS features._asof")
+    con.execute("DROP TABLE IF EXISTS _asof")
     today = con.sql(f"SELECT customer_id, {MODEL_COLUMNS} "
                     "FROM features.customer_features ORDER BY customer_id").arrow().read_all()
     x = _matrix(today) if today.num_rows else np.empty((0, len(MODEL_FEATURES)))
