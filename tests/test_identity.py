@@ -149,7 +149,8 @@ def test_source_records_derive_only_new_and_changed_records_and_keep_their_ids(
     stage(wh)
     identity.ensure_identity_schema(wh)
     assert build_source_records(wh) == {
-        "source_records": 8, "source_records_read": 8, "source_records_derived": 8}
+        "source_records": 8, "source_records_read": 8, "source_records_derived": 8,
+        "source_records_read_since_last_run": 0}
     before = record_ids(wh)
     # Night 2: 李娜 moves, 陈静 arrives, 王芳's row comes again unchanged; only the keys
     # loaded tonight are read.
@@ -160,14 +161,17 @@ def test_source_records_derive_only_new_and_changed_records_and_keep_their_ids(
          "address": "天河区中山大道2号"}], "2026-11-21 02:00:00")
     build_staging(wh, "crm_customers")
     assert build_source_records(wh) == {
-        "source_records": 9, "source_records_read": 3, "source_records_derived": 2}
+        "source_records": 9, "source_records_read": 3, "source_records_derived": 2,
+        "source_records_read_since_last_run": 1}
     assert record_ids(wh) == {**before, "KH8": 8}
     assert wh.execute("SELECT address_key FROM identity.source_records "
                       "WHERE source_key = 'KH1'").fetchall() == [("海淀区学院路1号",)]
-    # Night 3: 王芳 is forgotten (her staging rows deleted): every current row is read again.
+    # Night 3: 王芳 is forgotten (her staging rows deleted): every current row is read again
+    # (and, nothing being derived but a record gone, identity must not reuse its links).
     wh.execute("DELETE FROM staging.crm_customers WHERE customer_code = 'KH2'")
     assert build_source_records(wh) == {
-        "source_records": 8, "source_records_read": 8, "source_records_derived": 0}
+        "source_records": 8, "source_records_read": 8, "source_records_derived": 0,
+        "source_records_read_since_last_run": 0}
     after = record_ids(wh)
     assert after == {k: v for k, v in {**before, "KH8": 8}.items() if k != "KH2"}
     incremental = wh.execute("SELECT * FROM identity.source_records ORDER BY ALL").fetchall()
@@ -182,3 +186,49 @@ def test_source_records_derive_only_new_and_changed_records_and_keep_their_ids(
 
 def record_ids(con) -> dict[str, int]:
     return dict(con.execute("SELECT source_key, record_id FROM identity.source_records").fetchall())
+
+
+def test_a_night_without_changed_records_reuses_the_links_unless_settings_changed(wh):
+    land(wh, "crm_customers", [
+        {"customer_code": "KH1", "name": "张伟", "phone": "13800138000"},
+        {"customer_code": "KH2", "name": "张伟", "phone": "13800138000"},
+        {"customer_code": "KH3", "name": "李娜", "phone": "13900139000"},
+    ], "2026-11-20 02:00:00")
+    stage(wh)
+    first = resolve_identities(wh, IdentityConfig(), "r1", dt.datetime(2026, 11, 21))
+    assert first["links_reused"] == 0 and first["strong_key_links"] == 1
+    links = wh.execute("SELECT * FROM identity.record_links ORDER BY ALL").fetchall()
+
+    # Night 2: the same full export again (same content, loaded later): nothing to link anew.
+    land(wh, "crm_customers", [
+        {"customer_code": "KH1", "name": "张伟", "phone": "13800138000"},
+    ], "2026-11-21 02:00:00")
+    stage(wh)
+    wh.execute("DELETE FROM identity.record_links")  # a reused night would not notice
+    second = resolve_identities(wh, IdentityConfig(), "r2", dt.datetime(2026, 11, 22))
+    assert second["links_reused"] == 1 and second["source_records_derived"] == 0
+    assert second["strong_key_links"] == 1 and second["clusters"] == first["clusters"]
+    assert wh.execute("SELECT count(*) FROM identity.record_links").fetchone()[0] == 0
+
+    # Other settings: linked again, and the links come back.
+    third = resolve_identities(wh, IdentityConfig(max_cluster_records=5), "r3",
+                               dt.datetime(2026, 11, 22))
+    assert third["links_reused"] == 0
+    assert wh.execute("SELECT * FROM identity.record_links ORDER BY ALL").fetchall() == links
+
+    # A run that stopped half-way (other settings again) leaves no state behind: the next
+    # run, with the third night's settings, links again instead of trusting the third's.
+    wh.execute("DELETE FROM identity.record_links")
+
+    def stop(*args, **kwargs):
+        raise RuntimeError("killed")
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(identity, "build_links", stop)
+        with pytest.raises(RuntimeError):
+            resolve_identities(wh, IdentityConfig(max_cluster_records=6), "r4",
+                               dt.datetime(2026, 11, 23))
+    fifth = resolve_identities(wh, IdentityConfig(max_cluster_records=5), "r5",
+                               dt.datetime(2026, 11, 23))
+    assert fifth["links_reused"] == 0
+    assert wh.execute("SELECT * FROM identity.record_links ORDER BY ALL").fetchall() == links
