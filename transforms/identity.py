@@ -81,14 +81,18 @@ def build_source_records(con, full: bool = False) -> dict[str, int]:
         f"""CREATE OR REPLACE TEMP TABLE _records AS
         SELECT *, md5(list_value('{KEYS_VERSION}', {content})::VARCHAR) AS record_hash FROM (
         WITH crm AS ({rows['crm_customers']}),
-             erp AS ({rows['erp_customers']}),
+             erp AS (SELECT *, address_city(address) AS address_city
+                     FROM ({rows['erp_customers']})),
+             -- a few dozen distinct cities: canonical_city per row took 2.8 s at 1M persons
+             erp_city AS (SELECT address_city, canonical_city(address_city) AS city
+                          FROM (SELECT DISTINCT address_city FROM erp)),
              wx AS ({rows['wechat_followers']})
         SELECT 'crm' AS source, customer_code AS source_key, name, NULL::VARCHAR AS nickname,
                gender, phone, email, NULL::VARCHAR AS unionid, customer_code AS crm_code,
                birth_date, city, address FROM crm
         UNION ALL
         SELECT 'erp', customer_code, name, NULL, NULL, phone, email, NULL, crm_ref, NULL,
-               canonical_city(address_city(address)), address FROM erp
+               erp_city.city, address FROM erp LEFT JOIN erp_city USING (address_city)
         UNION ALL
         -- A rep's remark often carries the real name (张伟 李雷客户, 福州张伟): it beats the
         -- nickname as the follower's name.
