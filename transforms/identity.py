@@ -12,14 +12,13 @@ records; merges and splits are written to identity.id_changes.
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 import time
 from pathlib import Path
 
 import numpy as np
 
-from transforms import clusters as clusters_module
-from transforms import matching as matching_module
 from transforms.clusters import cluster_records, components, record_id_bound
 from transforms.matching import probabilistic_links
 from transforms.pinyin import NOT_A_NAME, pinyin_table, remark_name_regex
@@ -528,8 +527,9 @@ def resolve_identities(con, cfg, run_id: str, now, full: bool = False,
 
 def _links_fingerprint(cfg) -> str:
     """The identity settings and the linking code: a change to either links again."""
-    code = b"".join(Path(m.__file__).read_bytes() for m in (clusters_module, matching_module))
-    code += Path(__file__).read_bytes()
+    modules = (__file__, inspect.getsourcefile(cluster_records),
+               inspect.getsourcefile(probabilistic_links))
+    code = b"".join(Path(m).read_bytes() for m in modules)
     settings = cfg.model_dump_json(exclude={"ground_truth"}).encode()
     return hashlib.sha256(code + settings + KEYS_VERSION.encode()).hexdigest()
 
