@@ -124,8 +124,9 @@ class IdentityConfig(_Strict):
     # A cluster larger than this is split on its weakest links (and reported).
     max_cluster_records: int = Field(12, ge=2)
     # Incremental nights: when at most this share of records is new or changed, the stored
-    # Splink model scores only their pairs; more than that (or a model older than
-    # model_retrain_days, or `profiles build --full`) retrains and rescores everything.
+    # Splink model scores only their pairs and only the records those changes can reach are
+    # linked again (transforms.link_region); more than that (or a model older than
+    # model_retrain_days, or `profiles build --full`) retrains and relinks everything.
     incremental_max_changed_share: float = Field(0.2, ge=0.0, le=1.0)
     model_retrain_days: int = Field(7, ge=0)
     # Optional ground truth (source, source_key, person_id, evidence), relative to the landing

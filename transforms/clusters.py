@@ -53,17 +53,30 @@ def _split(records: list[int], links: list[tuple[int, int, float]], cap: int
     return {r: find(r) for r in records}, cut
 
 
-def cluster_records(con, max_cluster_records: int) -> dict[str, int]:
-    """identity.record_clusters(record_id, cluster) and identity.cluster_splits."""
+def smallest_member(labels: np.ndarray, ids: np.ndarray) -> np.ndarray:
+    """Each id's group named by the smallest id in it (``ids`` ascending): a label that does
+    not depend on which records were grouped together in one call."""
+    if not len(ids):
+        return ids
+    first = np.full(int(labels.max()) + 1, np.iinfo(np.int64).max, dtype=np.int64)
+    np.minimum.at(first, labels, ids)
+    return first[labels]
+
+
+def cluster_records(con, max_cluster_records: int, region: bool = False) -> dict[str, int]:
+    """identity.record_clusters(record_id, cluster) and identity.cluster_splits; a cluster and
+    a split component are named by their smallest record_id. ``region``: only the records in
+    _region (transforms.link_region), whose links never reach outside it."""
     n = record_id_bound(con)
-    records = con.sql("SELECT record_id FROM identity.source_records ORDER BY record_id"
-                      ).arrow().read_all().column("record_id").to_numpy()
-    links = con.sql("SELECT left_record, right_record, score FROM identity.record_links"
-                    ).arrow().read_all()
+    inside = "IN (SELECT record_id FROM _region)" if region else "IS NOT NULL"  # every one
+    records = con.sql(f"SELECT record_id FROM identity.source_records WHERE record_id {inside} "
+                      "ORDER BY record_id").arrow().read_all().column("record_id").to_numpy()
+    links = con.sql("SELECT left_record, right_record, score FROM identity.record_links "
+                    f"WHERE left_record {inside}").arrow().read_all()
     left = links.column("left_record").to_numpy()
     right = links.column("right_record").to_numpy()
     labels = components(n, left, right)
-    sizes = np.bincount(labels, minlength=1) if n else np.array([], dtype=np.int64)
+    sizes = np.bincount(labels[records], minlength=1) if len(records) else np.array([], np.int64)
     oversized = np.flatnonzero(sizes > max_cluster_records)
     splits = []
     if len(oversized):
@@ -82,15 +95,26 @@ def cluster_records(con, max_cluster_records: int) -> dict[str, int]:
                     relabel[root] = next_label
                     next_label += 1
                 labels[record] = relabel[root]
-            splits += [(int(component), len(members), len(relabel), a, b, s) for a, b, s in cut]
-    con.register("_clusters_arrow", pa.table({"record_id": records, "cluster": labels[records]}))
-    con.execute("CREATE OR REPLACE TABLE identity.record_clusters AS SELECT * FROM _clusters_arrow")
-    con.unregister("_clusters_arrow")
+            splits += [(members[0], len(members), len(relabel), a, b, s) for a, b, s in cut]
+    con.register("_clusters_arrow", pa.table(
+        {"record_id": records, "cluster": smallest_member(labels[records], records)}))
     con.execute(
-        """CREATE OR REPLACE TABLE identity.cluster_splits (
+        """CREATE TABLE IF NOT EXISTS identity.cluster_splits (
             component BIGINT, records BIGINT, parts BIGINT, cut_left_record BIGINT,
             cut_right_record BIGINT, cut_score DOUBLE)"""
     )
+    if region:
+        con.execute("DELETE FROM identity.record_clusters WHERE record_id IN "
+                    "(SELECT record_id FROM _region)")
+        con.execute("INSERT INTO identity.record_clusters SELECT * FROM _clusters_arrow")
+        con.execute("DELETE FROM identity.cluster_splits WHERE component IN "
+                    "(SELECT record_id FROM _region)")
+    else:
+        con.execute("CREATE OR REPLACE TABLE identity.record_clusters AS "
+                    "SELECT * FROM _clusters_arrow")
+        con.execute("DELETE FROM identity.cluster_splits")
+    con.unregister("_clusters_arrow")
     if splits:
         con.executemany("INSERT INTO identity.cluster_splits VALUES (?, ?, ?, ?, ?, ?)", splits)
-    return {"clusters": int(len(np.unique(labels[records]))), "oversized": int(len(oversized))}
+    return {"clusters": fetch_scalar(con, "SELECT count(DISTINCT cluster) FROM identity.record_clusters"),
+            "oversized": fetch_scalar(con, "SELECT count(DISTINCT component) FROM identity.cluster_splits")}

@@ -17,9 +17,8 @@ import json
 import time
 from pathlib import Path
 
-import numpy as np
-
 from transforms.clusters import cluster_records, components, record_id_bound
+from transforms.link_region import find_region, in_region, region_records, write_components
 from transforms.matching import probabilistic_links
 from transforms.pinyin import NOT_A_NAME, pinyin_table, remark_name_regex
 from transforms.sql import describe, fetch_scalar, quote_literal, table_exists
@@ -124,6 +123,9 @@ def build_source_records(con, full: bool = False) -> dict[str, int]:
              "AND f.source_key = k.source_key)" if marks is not None else
              """NOT EXISTS (SELECT 1 FROM _records r WHERE r.source = k.source
                  AND r.source_key = k.source_key AND r.record_hash = k.record_hash)""")
+    # The records whose keys or content may differ from last run's (transforms.link_region).
+    gone = "" if first or full else f"UNION SELECT record_id FROM {previous} k WHERE {stale}"
+    con.execute(f"CREATE OR REPLACE TEMP TABLE _touched AS SELECT record_id FROM _fresh {gone}")
     # Every record new or changed (the first run, full, a KEYS_VERSION bump): write them alone,
     # so a bump may change the derived columns too.
     if first or full or (marks is None and fresh == read):
@@ -219,88 +221,138 @@ def _read_new_pinyin(con) -> None:
     con.unregister("_new_pinyin")
 
 
-def build_links(con, hub_max_distinct_names: int, hub_max_records: int) -> dict[str, int]:
-    """identity.record_keys (record → key) and identity.hub_keys (keys that link nothing)."""
-    con.execute(
-        """CREATE OR REPLACE TABLE identity.record_keys AS
-        SELECT record_id, source, key_type, key_value FROM (
-            SELECT record_id, source, 'phone' AS key_type, phone AS key_value
-            FROM identity.source_records
-            UNION ALL SELECT record_id, source, 'email', email FROM identity.source_records
-            UNION ALL SELECT record_id, source, 'unionid', unionid FROM identity.source_records
-            UNION ALL SELECT record_id, source, 'crm_code', crm_code FROM identity.source_records)
-        WHERE key_value IS NOT NULL"""
-    )
-    # A key is a hub when the records it would join carry too many different real names (CRM /
-    # ERP names; WeChat nicknames are not names), when one source holds it under two different
-    # names, or when it is on too many records. CRM codes are identifiers, never hubs.
-    con.execute(
-        """CREATE OR REPLACE TABLE identity.hub_keys AS
-        WITH all_keyed AS (
-            SELECT k.key_type, k.key_value, k.source, r.name, r.name_match_key AS name_key
-            FROM identity.record_keys k JOIN identity.source_records r USING (record_id)
-            WHERE k.key_type IN ('phone', 'email')),
-        -- Only a key under two different names or on too many records can be a hub: a cheap
-        -- first pass leaves the distinct counts below a few hundred keys instead of millions.
-        candidates AS (
-            SELECT key_type, key_value FROM all_keyed GROUP BY ALL
-            HAVING min(name_key) <> max(name_key) OR count(*) > $max_records),
-        keyed AS (SELECT * FROM all_keyed SEMI JOIN candidates USING (key_type, key_value)),
-        per_source AS (
-            SELECT key_type, key_value, max(n) AS max_names_in_one_source
-            FROM (SELECT key_type, key_value, source, count(DISTINCT name_key) AS n
-                  FROM keyed GROUP BY ALL)
-            GROUP BY ALL),
-        per_key AS (
-            SELECT key_type, key_value, count(*) AS records,
-                   count(DISTINCT name_key) AS distinct_names,
-                   list(DISTINCT name ORDER BY name) FILTER (WHERE name IS NOT NULL) AS names
-            FROM keyed GROUP BY ALL)
-        SELECT key_type, key_value, records, distinct_names, names,
-               CASE WHEN distinct_names > $max_names THEN 'too many distinct names'
-                    WHEN max_names_in_one_source > 1 THEN 'different names in one source'
-                    WHEN records > $max_records THEN 'too many records'
-                    ELSE 'a landline under different names' END AS reason
-        FROM per_key JOIN per_source USING (key_type, key_value)
-        WHERE distinct_names > $max_names OR max_names_in_one_source > 1
-              OR records > $max_records
-              -- an office or shop line: two names on it are two people (a shared mobile is
-              -- more often one person's, entered twice with a name variant)
-              OR (key_type = 'phone' AND distinct_names > 1
-                  AND NOT regexp_full_match(key_value, $mobile))""",
-        {"max_names": hub_max_distinct_names, "max_records": hub_max_records,
-         "mobile": MAINLAND_MOBILE},
-    )
-    con.execute(
-        """CREATE OR REPLACE TABLE identity.record_links AS
-        SELECT a.record_id AS left_record, b.record_id AS right_record, a.key_type AS rule,
-               1.0::DOUBLE AS score, a.key_type AS evidence
-        FROM identity.record_keys a JOIN identity.record_keys b
-          ON a.key_type = b.key_type AND a.key_value = b.key_value AND a.record_id < b.record_id
-        ANTI JOIN identity.hub_keys h ON h.key_type = a.key_type AND h.key_value = a.key_value"""
-    )
+def build_links(con, hub_max_distinct_names: int, hub_max_records: int,
+                incremental: bool = False) -> dict[str, int]:
+    """identity.record_keys (record → key), identity.hub_keys (keys that link nothing) and the
+    strong-key links of identity.record_links. ``incremental``: only the keys of the records
+    in _touched (build_source_records) and the links of every record holding one of those keys
+    before or now (_relinked) are redone, which gives the same tables."""
+    if incremental:
+        con.execute("""CREATE OR REPLACE TEMP TABLE _old_keys AS SELECT key_type, key_value
+            FROM identity.record_keys SEMI JOIN _touched USING (record_id)""")
+        con.execute("DELETE FROM identity.record_keys "
+                    "WHERE record_id IN (SELECT record_id FROM _touched)")
+        con.execute("INSERT INTO identity.record_keys " + _key_rows(
+            "(SELECT * FROM identity.source_records SEMI JOIN _touched USING (record_id))"))
+        con.execute("""CREATE OR REPLACE TEMP TABLE _touched_keys AS
+            SELECT key_type, key_value FROM _old_keys UNION
+            SELECT key_type, key_value FROM identity.record_keys SEMI JOIN _touched USING (record_id);
+            DROP TABLE _old_keys""")
+        con.execute("""CREATE OR REPLACE TEMP TABLE _relinked AS
+            SELECT record_id FROM _touched UNION
+            SELECT record_id FROM identity.record_keys SEMI JOIN _touched_keys
+                USING (key_type, key_value)""")
+        con.execute("""DELETE FROM identity.hub_keys h USING _touched_keys t
+            WHERE h.key_type = t.key_type AND h.key_value = t.key_value""")
+        touched_rows = ("(SELECT * FROM identity.record_keys "
+                        "SEMI JOIN _touched_keys USING (key_type, key_value))")
+        con.execute("INSERT INTO identity.hub_keys " + _HUB_KEYS.format(keys=touched_rows),
+                    _hub_limits(hub_max_distinct_names, hub_max_records))
+        con.execute("""DELETE FROM identity.record_links WHERE left_record IN
+            (SELECT record_id FROM _relinked) OR right_record IN (SELECT record_id FROM _relinked)""")
+        # Every key a relinked record holds, with all its holders: the pairs to find again.
+        con.execute("""CREATE OR REPLACE TEMP TABLE _relinked_keys AS
+            SELECT * FROM identity.record_keys SEMI JOIN (
+                SELECT key_type, key_value FROM identity.record_keys SEMI JOIN _relinked
+                USING (record_id)) USING (key_type, key_value)""")
+        con.execute(f"""INSERT INTO identity.record_links {_STRONG_LINKS.format(keys='_relinked_keys')}
+            WHERE a.record_id IN (SELECT record_id FROM _relinked)
+               OR b.record_id IN (SELECT record_id FROM _relinked)""")
+        con.execute("DROP TABLE _relinked_keys")
+    else:
+        con.execute("CREATE OR REPLACE TABLE identity.record_keys AS "
+                    + _key_rows("identity.source_records"))
+        con.execute("CREATE OR REPLACE TABLE identity.hub_keys AS "
+                    + _HUB_KEYS.format(keys="identity.record_keys"),
+                    _hub_limits(hub_max_distinct_names, hub_max_records))
+        con.execute("CREATE OR REPLACE TABLE identity.record_links AS "
+                    + _STRONG_LINKS.format(keys="identity.record_keys"))
     return {
-        "strong_key_links": fetch_scalar(con, "SELECT count(*) FROM identity.record_links"),
+        "strong_key_links": fetch_scalar(
+            con, "SELECT count(*) FROM identity.record_links WHERE rule <> 'probabilistic'"),
         "hub_keys": fetch_scalar(con, "SELECT count(*) FROM identity.hub_keys"),
     }
+
+
+def _key_rows(records: str) -> str:
+    return f"""SELECT record_id, source, key_type, key_value FROM (
+        SELECT record_id, source, 'phone' AS key_type, phone AS key_value FROM {records}
+        UNION ALL SELECT record_id, source, 'email', email FROM {records}
+        UNION ALL SELECT record_id, source, 'unionid', unionid FROM {records}
+        UNION ALL SELECT record_id, source, 'crm_code', crm_code FROM {records})
+    WHERE key_value IS NOT NULL"""
+
+
+def _hub_limits(max_names: int, max_records: int) -> dict:
+    return {"max_names": max_names, "max_records": max_records, "mobile": MAINLAND_MOBILE}
+
+
+# A key is a hub when the records it would join carry too many different real names (CRM /
+# ERP names; WeChat nicknames are not names), when one source holds it under two different
+# names, or when it is on too many records. CRM codes are identifiers, never hubs. Only the
+# keys of {keys} (rows of identity.record_keys) are judged.
+_HUB_KEYS = """
+    WITH all_keyed AS (
+        SELECT k.key_type, k.key_value, k.source, r.name, r.name_match_key AS name_key
+        FROM {keys} k JOIN identity.source_records r USING (record_id)
+        WHERE k.key_type IN ('phone', 'email')),
+    -- Only a key under two different names or on too many records can be a hub: a cheap
+    -- first pass leaves the distinct counts below a few hundred keys instead of millions.
+    candidates AS (
+        SELECT key_type, key_value FROM all_keyed GROUP BY ALL
+        HAVING min(name_key) <> max(name_key) OR count(*) > $max_records),
+    keyed AS (SELECT * FROM all_keyed SEMI JOIN candidates USING (key_type, key_value)),
+    per_source AS (
+        SELECT key_type, key_value, max(n) AS max_names_in_one_source
+        FROM (SELECT key_type, key_value, source, count(DISTINCT name_key) AS n
+              FROM keyed GROUP BY ALL)
+        GROUP BY ALL),
+    per_key AS (
+        SELECT key_type, key_value, count(*) AS records,
+               count(DISTINCT name_key) AS distinct_names,
+               list(DISTINCT name ORDER BY name) FILTER (WHERE name IS NOT NULL) AS names
+        FROM keyed GROUP BY ALL)
+    SELECT key_type, key_value, records, distinct_names, names,
+           CASE WHEN distinct_names > $max_names THEN 'too many distinct names'
+                WHEN max_names_in_one_source > 1 THEN 'different names in one source'
+                WHEN records > $max_records THEN 'too many records'
+                ELSE 'a landline under different names' END AS reason
+    FROM per_key JOIN per_source USING (key_type, key_value)
+    WHERE distinct_names > $max_names OR max_names_in_one_source > 1
+          OR records > $max_records
+          -- an office or shop line: two names on it are two people (a shared mobile is
+          -- more often one person's, entered twice with a name variant)
+          OR (key_type = 'phone' AND distinct_names > 1
+              AND NOT regexp_full_match(key_value, $mobile))"""
+# Records sharing a key that is not a hub, one row per shared key type.
+_STRONG_LINKS = """
+    SELECT a.record_id AS left_record, b.record_id AS right_record, a.key_type AS rule,
+           1.0::DOUBLE AS score, a.key_type AS evidence
+    FROM {keys} a JOIN {keys} b
+      ON a.key_type = b.key_type AND a.key_value = b.key_value AND a.record_id < b.record_id
+    ANTI JOIN identity.hub_keys h ON h.key_type = a.key_type AND h.key_value = a.key_value"""
 
 
 # Comparisons that corroborate a name; a link without any of them rests on name, gender and city.
 _CORROBORATING = "address|birth_date|phone|email"
 
 
-def add_probabilistic_links(con) -> dict[str, int]:
+def add_probabilistic_links(con, region: bool = False) -> dict[str, int]:
     """Append Splink's links (identity.probabilistic_links) that no strong key already made,
     unless they would join two groups of records (as the strong keys grouped them) that
     contradict each other: two different mobile numbers, birth dates or genders; or when a
     link resting on name, gender and city alone starts at a record that fits, that way, two
     groups with no link between them. Rejected links are kept, with the reason, in
-    identity.rejected_links."""
+    identity.rejected_links. ``region``: only links inside _region (transforms.link_region)."""
     n = record_id_bound(con)
-    strong = con.sql("SELECT left_record, right_record FROM identity.record_links").arrow().read_all()
+    inside = in_region("left_record", region)
+    con.execute(f"DELETE FROM identity.record_links WHERE rule = 'probabilistic' AND {inside}")
+    strong = con.sql(f"""SELECT left_record, right_record FROM identity.record_links
+                     WHERE {inside}""").arrow().read_all()
     labels = components(n, strong.column("left_record").to_numpy(),
                         strong.column("right_record").to_numpy())
-    con.register("_strong_groups", {"record_id": np.arange(n, dtype=np.int64), "grp": labels})
+    ids = region_records(con, region)
+    con.register("_strong_groups", {"record_id": ids, "grp": labels[ids]})
     con.execute(
         f"""CREATE OR REPLACE TEMP TABLE _group_facts AS
         SELECT g.grp,
@@ -356,8 +408,14 @@ def add_probabilistic_links(con) -> dict[str, int]:
         WHERE {weak} AND (left_record IN (SELECT record_id FROM _ambiguous)
                           OR right_record IN (SELECT record_id FROM _ambiguous))"""
     )
-    con.execute("""CREATE OR REPLACE TABLE identity.rejected_links AS
-        SELECT * FROM _candidate_links WHERE conflict <> ''""")
+    if region:
+        con.execute("DELETE FROM identity.rejected_links WHERE left_record IN "
+                    "(SELECT record_id FROM _region)")
+        con.execute("INSERT INTO identity.rejected_links "
+                    "SELECT * FROM _candidate_links WHERE conflict <> ''")
+    else:
+        con.execute("""CREATE OR REPLACE TABLE identity.rejected_links AS
+            SELECT * FROM _candidate_links WHERE conflict <> ''""")
     con.execute(
         """INSERT INTO identity.record_links
         SELECT left_record, right_record, 'probabilistic', score, evidence
@@ -372,16 +430,19 @@ def add_probabilistic_links(con) -> dict[str, int]:
     }
 
 
-def assign_customer_ids(con, run_id: str, now) -> dict[str, int]:
+def assign_customer_ids(con, run_id: str, now, region: bool = False) -> dict[str, int]:
     """Carry ids forward: each old id stays with the cluster holding most of its records; a
     cluster holding several old ids keeps the oldest (merge); clusters left without one get new
-    ids. identity.customer_map is the result; identity.id_changes records merges and splits."""
+    ids, numbered in the order of their smallest record_id. identity.customer_map is the
+    result; identity.id_changes records merges and splits. ``region``: only the records in
+    _region (an old id's records all lie in one region or outside)."""
     con.execute(
-        """CREATE OR REPLACE TEMP TABLE _current AS
+        f"""CREATE OR REPLACE TEMP TABLE _current AS
         SELECT r.record_id, r.source, r.source_key, c.cluster, g.customer_id AS old_id,
                g.first_seen_at
         FROM identity.source_records r JOIN identity.record_clusters c USING (record_id)
-        LEFT JOIN identity.id_registry g USING (source, source_key)"""
+        LEFT JOIN identity.id_registry g USING (source, source_key)
+        WHERE {in_region('r.record_id', region)}"""
     )
     # The cluster that keeps each old id: most of its records, then its earliest record.
     con.execute(
@@ -405,11 +466,16 @@ def assign_customer_ids(con, run_id: str, now) -> dict[str, int]:
         FROM fresh""",
         [next_no],
     )
-    con.execute(
-        """CREATE OR REPLACE TABLE identity.customer_map AS
-        SELECT c.record_id, c.source, c.source_key, i.customer_id
-        FROM _current c JOIN _cluster_id i USING (cluster)"""
-    )
+    con.execute("""CREATE OR REPLACE TEMP TABLE _mapped AS
+        SELECT c.record_id, c.source, c.source_key, i.customer_id, c.old_id
+        FROM _current c JOIN _cluster_id i USING (cluster)""")
+    mapped = "SELECT * EXCLUDE (old_id) FROM _mapped"
+    if region:
+        con.execute("DELETE FROM identity.customer_map WHERE record_id IN "
+                    "(SELECT record_id FROM _region)")
+        con.execute(f"INSERT INTO identity.customer_map {mapped}")
+    else:
+        con.execute(f"CREATE OR REPLACE TABLE identity.customer_map AS {mapped}")
     merges = con.execute(
         """INSERT INTO identity.id_changes
         SELECT 'merge', k.old_id, i.customer_id, NULL, ?, ?, 'records now linked to an older id'
@@ -429,8 +495,8 @@ def assign_customer_ids(con, run_id: str, now) -> dict[str, int]:
     ).fetchall()
     con.execute(
         """INSERT INTO identity.id_registry
-        SELECT source, source_key, customer_id, ?, ? FROM identity.customer_map
-        ANTI JOIN identity.id_registry USING (source, source_key, customer_id)
+        SELECT source, source_key, customer_id, ?, ? FROM _mapped
+        WHERE old_id IS DISTINCT FROM customer_id
         ON CONFLICT (source, source_key) DO UPDATE SET customer_id = excluded.customer_id""",
         [run_id, now],
     )
@@ -490,13 +556,20 @@ def resolve_identities(con, cfg, run_id: str, now, full: bool = False,
 
     ensure_identity_schema(con)
     fingerprint = _links_fingerprint(cfg)
+    records_before = (fetch_scalar(con, "SELECT count(*) FROM identity.source_records")
+                      if table_exists(con, "identity", "source_records") else None)
     # Taken before anything is written, so a run that stops half-way leaves no state behind
     # and the next run links again.
     previous = _take_link_state(con)
     stats = build_source_records(con, full)
     lap("source_records")
-    if (not full and previous is not None and previous[0] == fingerprint
-            and stats["source_records_read_since_last_run"]
+    # Last run's links, clusters and components stand for the records as they are now, less
+    # the ones build_source_records touched (a forget between runs deletes records and so
+    # makes last run's state untrustworthy).
+    trusted = (not full and previous is not None and previous[0] == fingerprint
+               and previous[1].get("source_records") == records_before
+               and table_exists(con, "identity", "record_components"))
+    if (trusted and stats["source_records_read_since_last_run"]
             and not stats["source_records_derived"]):
         # No record is new or changed and the settings are the same: the links, clusters
         # and ids would come out as they are. (An age-due Splink retrain waits for a night
@@ -504,7 +577,9 @@ def resolve_identities(con, cfg, run_id: str, now, full: bool = False,
         stats = {**previous[1], **stats, "links_reused": 1}
         _keep_link_state(con, fingerprint, stats)
         return stats
-    stats.update(build_links(con, cfg.hub_max_distinct_names, cfg.hub_max_records))
+    touched = fetch_scalar(con, "SELECT count(*) FROM _touched")
+    incremental = trusted and touched <= cfg.incremental_max_changed_share * stats["source_records"]
+    stats.update(build_links(con, cfg.hub_max_distinct_names, cfg.hub_max_records, incremental))
     lap("strong_links")
     matched = probabilistic_links(
         con, cfg.match_probability, now=now, retrain=full, retrain_days=cfg.model_retrain_days,
@@ -513,12 +588,17 @@ def resolve_identities(con, cfg, run_id: str, now, full: bool = False,
     stats["splink_records_rescored"] = matched.records_rematched
     stats["splink_retrained"] = int(matched.retrained)
     lap("splink")
-    stats.update(add_probabilistic_links(con))
+    # Splink scored every pair again: every link may differ.
+    region = incremental and not matched.retrained
+    stats["records_relinked"] = find_region(con) if region else stats["source_records"]
+    write_components(con, region)
+    lap("region")
+    stats.update(add_probabilistic_links(con, region))
     lap("link_checks")
-    clusters = cluster_records(con, cfg.max_cluster_records)
+    clusters = cluster_records(con, cfg.max_cluster_records, region)
     stats["clusters"], stats["clusters_split_by_cap"] = clusters["clusters"], clusters["oversized"]
     lap("clusters")
-    stats.update(assign_customer_ids(con, run_id, now))
+    stats.update(assign_customer_ids(con, run_id, now, region))
     lap("ids")
     stats["links_reused"] = 0
     _keep_link_state(con, fingerprint, stats)
@@ -528,7 +608,7 @@ def resolve_identities(con, cfg, run_id: str, now, full: bool = False,
 def _links_fingerprint(cfg) -> str:
     """The identity settings and the linking code: a change to either links again."""
     modules = (__file__, inspect.getsourcefile(cluster_records),
-               inspect.getsourcefile(probabilistic_links))
+               inspect.getsourcefile(probabilistic_links), inspect.getsourcefile(find_region))
     code = b"".join(Path(m).read_bytes() for m in modules)
     settings = cfg.model_dump_json(exclude={"ground_truth"}).encode()
     return hashlib.sha256(code + settings + KEYS_VERSION.encode()).hexdigest()

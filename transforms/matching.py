@@ -188,7 +188,7 @@ def probabilistic_links(con, match_probability: float, seed: int = 0, *,
             labels = con.sql(
                 """SELECT DISTINCT 'records' AS source_dataset_l, left_record AS record_id_l,
                           'records' AS source_dataset_r, right_record AS record_id_r
-                FROM identity.record_links"""
+                FROM identity.record_links WHERE rule <> 'probabilistic'"""
             ).arrow().read_all()
             result = _run_splink(con, splink_con, records.drop_columns(["changed"]), labels,
                                  match_probability, seed, now)
