@@ -207,6 +207,7 @@ def test_a_night_without_changed_records_reuses_the_links_unless_settings_change
     wh.execute("DELETE FROM identity.record_links")  # a reused night would not notice
     second = resolve_identities(wh, IdentityConfig(), "r2", dt.datetime(2026, 11, 22))
     assert second["links_reused"] == 1 and second["source_records_derived"] == 0
+    assert second["records_relinked"] == 0
     assert second["strong_key_links"] == 1 and second["clusters"] == first["clusters"]
     assert wh.execute("SELECT count(*) FROM identity.record_links").fetchone()[0] == 0
 

@@ -574,7 +574,7 @@ def resolve_identities(con, cfg, run_id: str, now, full: bool = False,
         # No record is new or changed and the settings are the same: the links, clusters
         # and ids would come out as they are. (An age-due Splink retrain waits for a night
         # with changes.)
-        stats = {**previous[1], **stats, "links_reused": 1}
+        stats = {**previous[1], **stats, "records_relinked": 0, "links_reused": 1}
         _keep_link_state(con, fingerprint, stats)
         return stats
     touched = fetch_scalar(con, "SELECT count(*) FROM _touched")
