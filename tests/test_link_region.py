@@ -6,7 +6,7 @@ import datetime as dt
 import duckdb
 import pytest
 from handmade import land
-from test_matching import NIGHT, population
+from test_matching import NAMESAKES, NIGHT, population
 
 from pipelines.config import IdentityConfig
 from transforms.identity import ensure_identity_schema, resolve_identities
@@ -30,10 +30,7 @@ def night_1(con) -> None:
         {"customer_code": "KH7", "name": "欧阳娜娜", "gender": "女", "city": "广州",
          "address": "天河区中山大道100号华景新城5栋2单元1203"},
         # C8 fits both on name and city alone, so it joins neither
-        {"customer_code": "KH8", "name": "徐蕾梦", "gender": "女", "city": "上海",
-         "phone": "13811112222", "birth_date": "1990-01-02"},
-        {"customer_code": "KH9", "name": "徐蕾梦", "gender": "女", "city": "上海",
-         "phone": "13933334444", "birth_date": "1985-07-08"},
+        *NAMESAKES,
     ], NIGHT)
     land(con, "erp_customers", [
         {"customer_code": "C1", "name": "张伟", "phone": "13800000001"},

@@ -21,6 +21,14 @@ FILLER = [{"customer_code": f"KH9{i:02d}", "name": name, "phone": f"1390000{i:04
               ("王芳", "北京"), ("李强", "上海"), ("刘洋", "深圳"), ("陈静", "成都"),
               ("杨磊", "杭州"), ("黄敏", "武汉"), ("赵军", "南京"), ("吴霞", "西安")])]
 
+# Two customers with one name in one city, told apart by phone and birth date.
+NAMESAKES = [
+    {"customer_code": "KH8", "name": "徐蕾梦", "gender": "女", "city": "上海",
+     "phone": "13811112222", "birth_date": "1990-01-02"},
+    {"customer_code": "KH9", "name": "徐蕾梦", "gender": "女", "city": "上海",
+     "phone": "13933334444", "birth_date": "1985-07-08"},
+]
+
 
 def resolve(con) -> dict[str, str]:
     for entity in ("crm_customers", "erp_customers", "wechat_followers"):
@@ -170,12 +178,7 @@ def test_a_follower_known_only_by_a_reps_remark_joins_the_crm_customer(wh):
 
 def test_a_record_whose_name_and_city_fit_two_customers_joins_neither(wh):
     population(wh)
-    land(wh, "crm_customers", [
-        {"customer_code": "KH8", "name": "徐蕾梦", "gender": "女", "city": "上海",
-         "phone": "13811112222", "birth_date": "1990-01-02"},
-        {"customer_code": "KH9", "name": "徐蕾梦", "gender": "女", "city": "上海",
-         "phone": "13933334444", "birth_date": "1985-07-08"},
-    ], NIGHT)
+    land(wh, "crm_customers", NAMESAKES, NIGHT)
     land(wh, "erp_customers", [
         {"customer_code": "C9", "name": "徐蕾梦", "address": "上海市黄浦区南京东路1号"}], NIGHT)
     ids = resolve(wh)

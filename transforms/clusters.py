@@ -5,6 +5,9 @@ larger than the cap is almost always two people chained through one weak link, s
 from its links strongest first, skipping any link that would grow a part past the cap (a
 maximum spanning forest under a size limit). The skipped links are reported in
 identity.cluster_splits; only oversized components (rare) pass through the Python loop.
+
+Also the helpers every identity step uses to work on all records or only on a night's region
+(_region, transforms.link_region).
 """
 
 from __future__ import annotations
@@ -21,6 +24,28 @@ def record_id_bound(con) -> int:
     """One past the largest record_id: the size of arrays indexed by record_id (the ids of
     records gone from the sources are gaps, never reused)."""
     return fetch_scalar(con, "SELECT coalesce(max(record_id) + 1, 0) FROM identity.source_records")
+
+
+def in_region(column: str, region: bool) -> str:
+    """SQL: ``column`` (a record_id) is in _region; true for everything without a region."""
+    return f"{column} IN (SELECT record_id FROM _region)" if region else "true"
+
+
+def region_records(con, region: bool) -> np.ndarray:
+    """The current record_ids in _region (every one without a region), ascending."""
+    return con.sql(f"""SELECT record_id FROM identity.source_records
+                   WHERE {in_region('record_id', region)} ORDER BY record_id"""
+                   ).arrow().read_all().column("record_id").to_numpy()
+
+
+def replace_rows(con, table: str, rows: str, column: str, region: bool) -> None:
+    """``table`` becomes the result of ``rows``; with a region, only its rows whose ``column``
+    (a record_id) is in _region are replaced."""
+    if region:
+        con.execute(f"DELETE FROM {table} WHERE {in_region(column, region)}")
+        con.execute(f"INSERT INTO {table} {rows}")
+    else:
+        con.execute(f"CREATE OR REPLACE TABLE {table} AS {rows}")
 
 
 def components(n: int, left: np.ndarray, right: np.ndarray) -> np.ndarray:
@@ -68,11 +93,9 @@ def cluster_records(con, max_cluster_records: int, region: bool = False) -> dict
     a split component are named by their smallest record_id. ``region``: only the records in
     _region (transforms.link_region), whose links never reach outside it."""
     n = record_id_bound(con)
-    inside = "IN (SELECT record_id FROM _region)" if region else "IS NOT NULL"  # every one
-    records = con.sql(f"SELECT record_id FROM identity.source_records WHERE record_id {inside} "
-                      "ORDER BY record_id").arrow().read_all().column("record_id").to_numpy()
+    records = region_records(con, region)
     links = con.sql("SELECT left_record, right_record, score FROM identity.record_links "
-                    f"WHERE left_record {inside}").arrow().read_all()
+                    f"WHERE {in_region('left_record', region)}").arrow().read_all()
     left = links.column("left_record").to_numpy()
     right = links.column("right_record").to_numpy()
     labels = components(n, left, right)
@@ -103,17 +126,11 @@ def cluster_records(con, max_cluster_records: int, region: bool = False) -> dict
             component BIGINT, records BIGINT, parts BIGINT, cut_left_record BIGINT,
             cut_right_record BIGINT, cut_score DOUBLE)"""
     )
-    if region:
-        con.execute("DELETE FROM identity.record_clusters WHERE record_id IN "
-                    "(SELECT record_id FROM _region)")
-        con.execute("INSERT INTO identity.record_clusters SELECT * FROM _clusters_arrow")
-        con.execute("DELETE FROM identity.cluster_splits WHERE component IN "
-                    "(SELECT record_id FROM _region)")
-    else:
-        con.execute("CREATE OR REPLACE TABLE identity.record_clusters AS "
-                    "SELECT * FROM _clusters_arrow")
-        con.execute("DELETE FROM identity.cluster_splits")
+    replace_rows(con, "identity.record_clusters", "SELECT * FROM _clusters_arrow", "record_id",
+                 region)
     con.unregister("_clusters_arrow")
+    con.execute("DELETE FROM identity.cluster_splits "
+                f"WHERE {in_region('component', region)}")
     if splits:
         con.executemany("INSERT INTO identity.cluster_splits VALUES (?, ?, ?, ?, ?, ?)", splits)
     return {"clusters": fetch_scalar(con, "SELECT count(DISTINCT cluster) FROM identity.record_clusters"),

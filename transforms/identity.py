@@ -17,8 +17,15 @@ import json
 import time
 from pathlib import Path
 
-from transforms.clusters import cluster_records, components, record_id_bound
-from transforms.link_region import find_region, in_region, region_records, write_components
+from transforms.clusters import (
+    cluster_records,
+    components,
+    in_region,
+    record_id_bound,
+    region_records,
+    replace_rows,
+)
+from transforms.link_region import find_region, write_components
 from transforms.matching import probabilistic_links
 from transforms.pinyin import NOT_A_NAME, pinyin_table, remark_name_regex
 from transforms.sql import describe, fetch_scalar, quote_literal, table_exists
@@ -408,14 +415,8 @@ def add_probabilistic_links(con, region: bool = False) -> dict[str, int]:
         WHERE {weak} AND (left_record IN (SELECT record_id FROM _ambiguous)
                           OR right_record IN (SELECT record_id FROM _ambiguous))"""
     )
-    if region:
-        con.execute("DELETE FROM identity.rejected_links WHERE left_record IN "
-                    "(SELECT record_id FROM _region)")
-        con.execute("INSERT INTO identity.rejected_links "
-                    "SELECT * FROM _candidate_links WHERE conflict <> ''")
-    else:
-        con.execute("""CREATE OR REPLACE TABLE identity.rejected_links AS
-            SELECT * FROM _candidate_links WHERE conflict <> ''""")
+    replace_rows(con, "identity.rejected_links",
+                 "SELECT * FROM _candidate_links WHERE conflict <> ''", "left_record", region)
     con.execute(
         """INSERT INTO identity.record_links
         SELECT left_record, right_record, 'probabilistic', score, evidence
@@ -469,13 +470,8 @@ def assign_customer_ids(con, run_id: str, now, region: bool = False) -> dict[str
     con.execute("""CREATE OR REPLACE TEMP TABLE _mapped AS
         SELECT c.record_id, c.source, c.source_key, i.customer_id, c.old_id
         FROM _current c JOIN _cluster_id i USING (cluster)""")
-    mapped = "SELECT * EXCLUDE (old_id) FROM _mapped"
-    if region:
-        con.execute("DELETE FROM identity.customer_map WHERE record_id IN "
-                    "(SELECT record_id FROM _region)")
-        con.execute(f"INSERT INTO identity.customer_map {mapped}")
-    else:
-        con.execute(f"CREATE OR REPLACE TABLE identity.customer_map AS {mapped}")
+    replace_rows(con, "identity.customer_map", "SELECT * EXCLUDE (old_id) FROM _mapped",
+                 "record_id", region)
     merges = con.execute(
         """INSERT INTO identity.id_changes
         SELECT 'merge', k.old_id, i.customer_id, NULL, ?, ?, 'records now linked to an older id'

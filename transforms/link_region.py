@@ -19,34 +19,24 @@ keeping everything outside gives the same tables as relinking every record.
 
 from __future__ import annotations
 
-import numpy as np
 import pyarrow as pa
 
-from transforms.clusters import components, record_id_bound, smallest_member
+from transforms.clusters import (
+    components,
+    in_region,
+    record_id_bound,
+    region_records,
+    replace_rows,
+    smallest_member,
+)
 
 _COMPONENTS = "identity.record_components"
 
 
-def in_region(column: str, region: bool) -> str:
-    """SQL: ``column`` (a record_id) is in _region; true for everything without a region."""
-    return f"{column} IN (SELECT record_id FROM _region)" if region else "true"
-
-
-def region_records(con, region: bool) -> np.ndarray:
-    """The current record_ids in _region (every one without a region), ascending."""
-    return con.sql(f"""SELECT record_id FROM identity.source_records
-                   WHERE {in_region('record_id', region)} ORDER BY record_id"""
-                   ).arrow().read_all().column("record_id").to_numpy()
-
-
 def find_region(con) -> int:
     """_region(record_id) from _relinked (see the module docstring); returns its size."""
-    con.execute(
-        f"""CREATE OR REPLACE TEMP TABLE _near AS
-        SELECT record_id FROM _relinked
-        UNION SELECT record_id FROM {_COMPONENTS} WHERE component IN (
-            SELECT component FROM {_COMPONENTS} SEMI JOIN _relinked USING (record_id))"""
-    )
+    con.execute(f"""CREATE OR REPLACE TEMP TABLE _near AS
+        SELECT record_id FROM _relinked UNION {_whole_components('_relinked')}""")
     con.execute(
         f"""CREATE OR REPLACE TEMP TABLE _region AS
         WITH reach AS (
@@ -57,9 +47,7 @@ def find_region(con) -> int:
                 WHERE left_record IN (SELECT record_id FROM _near)
             UNION SELECT left_record FROM identity.probabilistic_links
                 WHERE right_record IN (SELECT record_id FROM _near))
-        SELECT record_id FROM reach
-        UNION SELECT record_id FROM {_COMPONENTS} WHERE component IN (
-            SELECT component FROM {_COMPONENTS} SEMI JOIN reach USING (record_id));
+        SELECT record_id FROM reach UNION {_whole_components('reach')};
         DROP TABLE _near"""
     )
     # A record back in the exports after a night away still has its old id in the registry;
@@ -72,11 +60,16 @@ def find_region(con) -> int:
             JOIN identity.source_records r USING (source, source_key)
             SEMI JOIN _region USING (record_id)),
         holders AS (SELECT record_id FROM identity.customer_map SEMI JOIN old_ids USING (customer_id))
-        SELECT record_id FROM {_COMPONENTS} WHERE component IN (
-            SELECT component FROM {_COMPONENTS} SEMI JOIN holders USING (record_id))
+        {_whole_components('holders')}
         EXCEPT SELECT record_id FROM _region"""
     )
     return con.execute("SELECT count(*) FROM _region").fetchall()[0][0]
+
+
+def _whole_components(records: str) -> str:
+    """SQL: every record of the last-run components of ``records`` (a relation of record_ids)."""
+    return f"""SELECT record_id FROM {_COMPONENTS} WHERE component IN (
+        SELECT component FROM {_COMPONENTS} SEMI JOIN {records} USING (record_id))"""
 
 
 def write_components(con, region: bool) -> None:
@@ -97,9 +90,5 @@ def write_components(con, region: bool) -> None:
     ids = region_records(con, region)
     con.register("_components_arrow", pa.table(
         {"record_id": ids, "component": smallest_member(labels[ids], ids)}))
-    if region:
-        con.execute(f"DELETE FROM {_COMPONENTS} WHERE record_id IN (SELECT record_id FROM _region)")
-        con.execute(f"INSERT INTO {_COMPONENTS} SELECT * FROM _components_arrow")
-    else:
-        con.execute(f"CREATE OR REPLACE TABLE {_COMPONENTS} AS SELECT * FROM _components_arrow")
+    replace_rows(con, _COMPONENTS, "SELECT * FROM _components_arrow", "record_id", region)
     con.unregister("_components_arrow")
