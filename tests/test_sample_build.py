@@ -8,11 +8,13 @@ shows the spill itself)."""
 from pathlib import Path
 
 import duckdb
+import joblib
 import polars as pl
 import pytest
 from handmade import write_config
 
 from pipelines.definitions import build_definitions
+from transforms import predict
 
 SAMPLE = Path(__file__).resolve().parent.parent / "data" / "sample"
 LOW_MEMORY_LIMIT = "128MB"
@@ -118,6 +120,18 @@ def test_churn_model_beats_recency_alone_and_clv_is_predicted(sample_build):
                   bool_and(churn_probability BETWEEN 0 AND 1 AND predicted_clv_365d >= 0)
            FROM profile.customer_profile""").fetchall()[0]
     assert buyers == scored and bounded
+
+
+def test_scoring_in_batches_gives_the_stored_predictions(sample_build, monkeypatch):
+    """Today's customers are scored batch by batch; a small batch must change nothing."""
+    root, con, _ = sample_build
+    models = {name: joblib.load(root / "warehouse" / "models" / f"{name}.joblib")["model"]
+              for name in ("churn", "clv")}
+    monkeypatch.setattr(predict, "_SCORE_BATCH", 100)
+    scored = predict._score_today(con, models["churn"], models["clv"])
+    assert scored.num_rows == con.execute("SELECT count(*) FROM core.customers").fetchall()[0][0]
+    stored = con.sql("SELECT * FROM features.customer_predictions ORDER BY customer_id").pl()
+    assert pl.from_arrow(scored).sort("customer_id").equals(stored)
 
 
 def test_parquet_export_matches_the_profile(sample_build):
