@@ -29,7 +29,7 @@ def customer_identity(context: AssetExecutionContext, warehouse: Warehouse) -> M
                               FROM identity.hub_keys ORDER BY records DESC""").fetchall()
         rules = dict(con.execute("SELECT rule, count(*) FROM identity.record_links "
                                  "GROUP BY ALL ORDER BY 1").fetchall())
-        score = score_identity(con, truth) if truth else None
+        score = score_identity(con, truth, cache=True) if truth else None
         con.execute("DROP TABLE IF EXISTS identity.latest_score")
         if score is not None:  # read by the run summary on the published asset
             con.execute("CREATE TABLE identity.latest_score AS "

@@ -128,6 +128,28 @@ def test_score_counts_pairs_and_findable_pairs(con, tmp_path):
     assert (score.split_persons, score.merged_customers) == (1, 1)
 
 
+def test_score_without_a_record_no_customer_holds(con, tmp_path):
+    """KH2 links KH1 (phone) and o1 (email); without it (quarantined, no customer) the pair
+    KH1-o1 is not findable, also when the evidence components come from the cache."""
+    truth = tmp_path / "truth.csv"
+    truth.write_text("source,source_key,person_id,evidence\n"
+                     "crm,KH1,P1,phone\ncrm,KH2,P1,phone|email\nwechat,o1,P1,email\n"
+                     "erp,C1,P2,phone\nerp,C2,P2,phone\n", encoding="utf-8")
+    con.execute("""CREATE TABLE customer_map AS SELECT * FROM (VALUES
+        ('crm', 'KH1', 'A'), ('wechat', 'o1', 'A'), ('erp', 'C1', 'B'), ('erp', 'C2', 'C'))
+        t(source, source_key, customer_id)""")
+    scores = [score_identity(con, truth, "customer_map", cache=cache)
+              for cache in (False, True, True)]
+    assert con.execute("SELECT count(*) FROM identity.truth_records").fetchall() == [(5,)]
+    for score in scores:
+        assert (score.records, score.unmapped_truth_records) == (4, 1)
+        assert (score.true_pairs, score.correct_pairs) == (2, 1)
+        # P2's pair is findable (phone) and split; P1's remaining pair is not findable
+        assert (score.findable_pairs, score.findable_found) == (1, 0)
+    truth.write_text("source,source_key,person_id,evidence\ncrm,KH1,P1,phone\n", encoding="utf-8")
+    assert score_identity(con, truth, "customer_map", cache=True).records == 1
+
+
 def test_a_link_that_would_join_two_genders_is_rejected(wh):
     # C5 and the follower o5 are one woman (bound phone); CRM's 周杰 (a man) shares C5's name and
     # address: the probable link KH5–C5 would make one customer of a man and a woman.

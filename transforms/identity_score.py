@@ -21,7 +21,8 @@ import numpy as np
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
-from transforms.sql import quote_literal
+from transforms.readers import file_sha256
+from transforms.sql import fetch_scalar, quote_literal, table_exists
 
 STRONG_EVIDENCE = ("phone", "email", "unionid", "crm_ref")
 NAME_SUPPORT = ("birth_date", "city", "address")
@@ -54,27 +55,57 @@ def _ratio(a: int, b: int) -> float:
     return round(a / b, 4) if b else 1.0
 
 
+# Bump when the evidence rules (STRONG_EVIDENCE, NAME_SUPPORT) or the cached columns change.
+_TRUTH_CACHE_VERSION = "1"
+
+
 def load_truth(con, path: Path) -> None:
+    """_truth: the ground truth's records, numbered (i), each with the key the customer map
+    holds (CRM / ERP codes are normalised in staging: upper case, no spaces; openids are not)."""
     con.execute(
         f"""CREATE OR REPLACE TEMP TABLE _truth AS
-        SELECT source, upper(replace(trim(source_key), ' ', '')) AS code, source_key, person_id,
-               string_split(coalesce(evidence, ''), '|') AS evidence
+        SELECT row_number() OVER () - 1 AS i, source,
+               CASE WHEN source = 'wechat' THEN source_key
+                    ELSE upper(replace(trim(source_key), ' ', '')) END AS source_key,
+               person_id, string_split(coalesce(evidence, ''), '|') AS evidence
         FROM read_csv({quote_literal(str(path))}, header = true, all_varchar = true)"""
     )
 
 
-def score_identity(con, truth_path: Path, customer_map: str = "identity.customer_map"
-                   ) -> IdentityScore:
-    load_truth(con, truth_path)
-    # CRM / ERP codes are normalised in staging (upper case, no spaces); openids are not.
-    con.execute(
-        f"""CREATE OR REPLACE TEMP TABLE _scored AS
-        SELECT t.source, t.source_key, t.person_id, t.evidence, m.customer_id
-        FROM _truth t LEFT JOIN {customer_map} m ON m.source = t.source
-         AND m.source_key = CASE WHEN t.source = 'wechat' THEN t.source_key ELSE t.code END"""
-    )
-    unmapped = con.execute("SELECT count(*) FROM _scored WHERE customer_id IS NULL").fetchall()[0][0]
-    con.execute("DELETE FROM _scored WHERE customer_id IS NULL")
+def truth_records(con, path: Path, cache: bool) -> str:
+    """The table of the truth's records with their evidence component (records of one person
+    connected through evidence-sharing pairs, see _evidence_components). With ``cache`` it is
+    identity.truth_records, computed once per content of the file (a night reuses it: the
+    truth rarely changes, the customer map does); otherwise a temp table."""
+    digest = f"{_TRUTH_CACHE_VERSION}:{file_sha256(path)}" if cache else None
+    if cache and table_exists(con, "identity", "truth_state") and fetch_scalar(
+            con, "SELECT count(*) FROM identity.truth_state WHERE digest = ?", [digest]):
+        return "identity.truth_records"
+    if cache:
+        con.execute("CREATE SCHEMA IF NOT EXISTS identity")
+        con.execute("DROP TABLE IF EXISTS identity.truth_state")  # stale until rebuilt below
+    load_truth(con, path)
+    con.register("_component", {"i": np.arange(fetch_scalar(con, "SELECT count(*) FROM _truth")),
+                                "component": _evidence_components(con, "_truth")})
+    table = "identity.truth_records" if cache else "_truth_records"
+    con.execute(f"""CREATE OR REPLACE {'TABLE' if cache else 'TEMP TABLE'} {table} AS
+        SELECT t.*, k.component FROM _truth t JOIN _component k USING (i)""")
+    con.unregister("_component")
+    con.execute("DROP TABLE _truth")
+    if cache:
+        con.execute("CREATE OR REPLACE TABLE identity.truth_state AS SELECT ?::VARCHAR AS digest",
+                    [digest])
+    return table
+
+
+def score_identity(con, truth_path: Path, customer_map: str = "identity.customer_map",
+                   cache: bool = False) -> IdentityScore:
+    truth = truth_records(con, truth_path, cache)
+    con.execute(f"""CREATE OR REPLACE TEMP TABLE _scored AS
+        SELECT t.*, m.customer_id FROM {truth} t LEFT JOIN {customer_map} m USING (source, source_key)""")
+    unmapped = fetch_scalar(con, "SELECT count(*) FROM _scored WHERE customer_id IS NULL")
+    if unmapped:
+        _without_unmapped(con)
     pairs = con.execute(
         """WITH by_customer AS (SELECT count(*) AS n FROM _scored GROUP BY customer_id),
                 by_person AS (SELECT count(*) AS n FROM _scored GROUP BY person_id),
@@ -83,7 +114,11 @@ def score_identity(con, truth_path: Path, customer_map: str = "identity.customer
                 per_person AS (SELECT person_id, count(*) AS customers, any_value(customer_id) AS c
                                FROM pc GROUP BY person_id),
                 per_customer AS (SELECT customer_id, count(*) AS persons FROM pc
-                                 GROUP BY customer_id)
+                                 GROUP BY customer_id),
+                -- true pairs connected through evidence, and those of them in one customer
+                findable AS (SELECT count(*) AS n FROM _scored GROUP BY person_id, component),
+                found AS (SELECT count(*) AS n FROM _scored
+                          GROUP BY person_id, component, customer_id)
         SELECT (SELECT count(*) FROM _scored),
                (SELECT count(*) FROM by_person), (SELECT count(*) FROM by_customer),
                (SELECT coalesce(sum(n * (n - 1) // 2), 0) FROM by_customer),
@@ -92,10 +127,13 @@ def score_identity(con, truth_path: Path, customer_map: str = "identity.customer
                (SELECT count(*) FROM per_person WHERE customers > 1),
                (SELECT count(*) FROM per_customer WHERE persons > 1),
                (SELECT count(*) FROM per_person p JOIN per_customer c ON c.customer_id = p.c
-                WHERE p.customers = 1 AND c.persons = 1)"""
+                WHERE p.customers = 1 AND c.persons = 1),
+               (SELECT coalesce(sum(n * (n - 1) // 2), 0) FROM findable),
+               (SELECT coalesce(sum(n * (n - 1) // 2), 0) FROM found)"""
     ).fetchall()[0]
-    records, persons, customers, predicted, true, correct, split, merged, exact = pairs
-    findable, found = _findable_pairs(con)
+    con.execute("DROP TABLE _scored")
+    records, persons, customers, predicted, true, correct, split, merged, exact, findable, found = (
+        int(v) for v in pairs)
     precision, recall = _ratio(correct, predicted), _ratio(correct, true)
     return IdentityScore(
         records=records, unmapped_truth_records=unmapped, persons=persons, customers=customers,
@@ -108,31 +146,37 @@ def score_identity(con, truth_path: Path, customer_map: str = "identity.customer
     )
 
 
-def _findable_pairs(con) -> tuple[int, int]:
-    """(true pairs connected through evidence-sharing pairs, how many of them share a customer)."""
+def _without_unmapped(con) -> None:
+    """Drop the truth records no customer holds (e.g. quarantined rows). They cannot connect
+    the others either, so the evidence components of their persons are recomputed without them."""
+    con.execute("""CREATE OR REPLACE TEMP TABLE _affected AS
+        SELECT row_number() OVER () - 1 AS i, * EXCLUDE (i, component) FROM _scored
+        WHERE customer_id IS NOT NULL AND person_id IN (
+            SELECT person_id FROM _scored WHERE customer_id IS NULL)""")
+    con.execute("DELETE FROM _scored WHERE person_id IN (SELECT person_id FROM _affected) "
+                "OR customer_id IS NULL")
+    con.register("_component", {"i": np.arange(fetch_scalar(con, "SELECT count(*) FROM _affected")),
+                                "component": _evidence_components(con, "_affected")})
+    con.execute("""INSERT INTO _scored BY NAME
+        SELECT a.* EXCLUDE (i), k.component, -1 AS i
+        FROM _affected a JOIN _component k USING (i)""")
+    con.unregister("_component")
+    con.execute("DROP TABLE _affected")
+
+
+def _evidence_components(con, records: str) -> np.ndarray:
+    """Component of each record of ``records`` (numbered 0..n-1 in column i) in the graph of
+    true pairs that share evidence: a strong key, or a name together with a supporting field."""
     strong = "[" + ", ".join(quote_literal(e) for e in STRONG_EVIDENCE) + "]"
     support = "[" + ", ".join(quote_literal(e) for e in NAME_SUPPORT) + "]"
-    # Any numbering will do (only the graph counts): sorting 1.8M records for it took 1.4 s.
-    con.execute("CREATE OR REPLACE TEMP TABLE _numbered AS "
-                "SELECT row_number() OVER () - 1 AS i, * FROM _scored")
     links = con.sql(
-        f"""SELECT a.i AS a, b.i AS b FROM _numbered a JOIN _numbered b
+        f"""SELECT a.i AS a, b.i AS b FROM {records} a JOIN {records} b
               ON a.person_id = b.person_id AND a.i < b.i
         WHERE list_has_any(list_intersect(a.evidence, b.evidence), {strong})
            OR (list_contains(a.evidence, 'name') AND list_contains(b.evidence, 'name')
                AND list_has_any(list_intersect(a.evidence, b.evidence), {support}))"""
     ).arrow().read_all()
-    n = con.execute("SELECT count(*) FROM _numbered").fetchall()[0][0]
+    n = fetch_scalar(con, f"SELECT count(*) FROM {records}")
     graph = coo_matrix((np.ones(links.num_rows, dtype=np.int8),
                         (links.column("a").to_numpy(), links.column("b").to_numpy())), shape=(n, n))
-    _, component = connected_components(graph, directed=False)
-    con.register("_component", {"i": np.arange(n), "component": component})
-    row = con.execute(
-        """WITH c AS (SELECT n.*, k.component FROM _numbered n JOIN _component k USING (i)),
-                g AS (SELECT count(*) AS n FROM c GROUP BY person_id, component),
-                h AS (SELECT count(*) AS n FROM c GROUP BY person_id, component, customer_id)
-        SELECT (SELECT coalesce(sum(n * (n - 1) // 2), 0) FROM g),
-               (SELECT coalesce(sum(n * (n - 1) // 2), 0) FROM h)"""
-    ).fetchall()[0]
-    con.unregister("_component")
-    return int(row[0]), int(row[1])
+    return connected_components(graph, directed=False)[1]
