@@ -74,7 +74,7 @@ def load_truth(con, path: Path) -> None:
 
 def truth_records(con, path: Path, cache: bool) -> str:
     """The table of the truth's records with their evidence component (records of one person
-    connected through evidence-sharing pairs, see _evidence_components). With ``cache`` it is
+    connected through evidence-sharing pairs, see _register_components). With ``cache`` it is
     identity.truth_records, computed once per content of the file (a night reuses it: the
     truth rarely changes, the customer map does); otherwise a temp table."""
     digest = f"{_TRUTH_CACHE_VERSION}:{file_sha256(path)}" if cache else None
@@ -85,8 +85,7 @@ def truth_records(con, path: Path, cache: bool) -> str:
         con.execute("CREATE SCHEMA IF NOT EXISTS identity")
         con.execute("DROP TABLE IF EXISTS identity.truth_state")  # stale until rebuilt below
     load_truth(con, path)
-    con.register("_component", {"i": np.arange(fetch_scalar(con, "SELECT count(*) FROM _truth")),
-                                "component": _evidence_components(con, "_truth")})
+    _register_components(con, "_truth")
     table = "identity.truth_records" if cache else "_truth_records"
     con.execute(f"""CREATE OR REPLACE {'TABLE' if cache else 'TEMP TABLE'} {table} AS
         SELECT t.*, k.component FROM _truth t JOIN _component k USING (i)""")
@@ -155,8 +154,7 @@ def _without_unmapped(con) -> None:
             SELECT person_id FROM _scored WHERE customer_id IS NULL)""")
     con.execute("DELETE FROM _scored WHERE person_id IN (SELECT person_id FROM _affected) "
                 "OR customer_id IS NULL")
-    con.register("_component", {"i": np.arange(fetch_scalar(con, "SELECT count(*) FROM _affected")),
-                                "component": _evidence_components(con, "_affected")})
+    _register_components(con, "_affected")
     con.execute("""INSERT INTO _scored BY NAME
         SELECT a.* EXCLUDE (i), k.component, -1 AS i
         FROM _affected a JOIN _component k USING (i)""")
@@ -164,9 +162,10 @@ def _without_unmapped(con) -> None:
     con.execute("DROP TABLE _affected")
 
 
-def _evidence_components(con, records: str) -> np.ndarray:
-    """Component of each record of ``records`` (numbered 0..n-1 in column i) in the graph of
-    true pairs that share evidence: a strong key, or a name together with a supporting field."""
+def _register_components(con, records: str) -> None:
+    """_component(i, component): the component of each record of ``records`` (numbered 0..n-1
+    in column i) in the graph of true pairs that share evidence: a strong key, or a name
+    together with a supporting field."""
     strong = "[" + ", ".join(quote_literal(e) for e in STRONG_EVIDENCE) + "]"
     support = "[" + ", ".join(quote_literal(e) for e in NAME_SUPPORT) + "]"
     links = con.sql(
@@ -179,4 +178,5 @@ def _evidence_components(con, records: str) -> np.ndarray:
     n = fetch_scalar(con, f"SELECT count(*) FROM {records}")
     graph = coo_matrix((np.ones(links.num_rows, dtype=np.int8),
                         (links.column("a").to_numpy(), links.column("b").to_numpy())), shape=(n, n))
-    return connected_components(graph, directed=False)[1]
+    con.register("_component", {"i": np.arange(n),
+                                "component": connected_components(graph, directed=False)[1]})
