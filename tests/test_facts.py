@@ -11,7 +11,7 @@ from pipelines.config import IdentityConfig
 from transforms.core import build_customers, ensure_core_schema
 from transforms.facts import build_facts
 from transforms.identity import resolve_identities
-from transforms.staging import build_staging
+from transforms.staging import build_staging, current_rows_sql
 
 NIGHT1, NIGHT2 = "2026-11-20 02:00:00", "2026-11-21 02:00:00"
 ENTITIES = ("crm_customers", "erp_customers", "wechat_followers", "erp_orders", "wechat_events",
@@ -86,3 +86,22 @@ def test_a_night_appends_new_facts_and_agrees_with_a_full_rebuild(wh):
     assert build_facts(wh, full=True)["full_rebuild"] == 1
     assert build_customers(wh, full=True) == 3
     assert {name: wh.execute(sql).fetchall() for name, sql in SAME_EITHER_WAY.items()} == incremental
+
+
+def test_current_rows_keep_the_newest_version_of_each_key(con):
+    """One row per natural key: a later load wins, then a later row of the same file; a NULL
+    key field (a follow-up without content) is still one key, as PARTITION BY groups NULLs."""
+    con.execute("CREATE SCHEMA staging")
+    con.execute("""CREATE TABLE staging.crm_followups AS SELECT * FROM (VALUES
+        ('KH1', TIMESTAMP '2026-11-01 09:00', 'call', 'hello', 'A', TIMESTAMP '2026-11-20', 1),
+        ('KH2', TIMESTAMP '2026-11-01 09:00', 'call', 'quote', 'A', TIMESTAMP '2026-11-20', 2),
+        ('KH2', TIMESTAMP '2026-11-01 09:00', 'call', 'quote', 'B', TIMESTAMP '2026-11-21', 1),
+        ('KH3', TIMESTAMP '2026-11-02 10:00', 'visit', NULL, 'A', TIMESTAMP '2026-11-20', 3),
+        ('KH3', TIMESTAMP '2026-11-02 10:00', 'visit', NULL, 'C', TIMESTAMP '2026-11-20', 4))
+        t(customer_code, followup_at, method, content, owner, _loaded_at, _row_number)""")
+    expected = [("KH1", "A"), ("KH2", "B"), ("KH3", "C")]
+    every_key = current_rows_sql("crm_followups")
+    picked = current_rows_sql("crm_followups", loaded_after="TIMESTAMP '2026-11-19'")
+    for sql in (every_key, picked):
+        assert con.execute(f"SELECT customer_code, owner FROM ({sql}) ORDER BY 1").fetchall() \
+            == expected
