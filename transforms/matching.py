@@ -125,16 +125,15 @@ def comparisons() -> list[dict]:
     return [name, nickname, gender, birth, city, address, phone, email]
 
 
+# Candidate pairs: never the cross product. Each rule is an equi-join on these columns.
+BLOCKING_KEYS = [("any_name_key", "city"), ("py_sorted", "city"), ("any_name_key", "birth_date"),
+                 ("address_key",), ("py_sorted", "email_user"), ("py_sorted", "phone_tail")]
+# Columns whose comparisons adjust for term frequency (see comparisons()).
+TF_COLUMNS = ("name_key", "any_name_key", "city")
+
+
 def blocking_rules() -> list:
-    """Candidate pairs: never the cross product. Each rule is an equi-join Splink can hash."""
-    return [
-        block_on("any_name_key", "city"),
-        block_on("py_sorted", "city"),
-        block_on("any_name_key", "birth_date"),
-        block_on("address_key"),
-        block_on("py_sorted", "email_user"),
-        block_on("py_sorted", "phone_tail"),
-    ]
+    return [block_on(*columns) for columns in BLOCKING_KEYS]
 
 
 def _guarded(rule) -> dict:
@@ -176,21 +175,20 @@ def probabilistic_links(con, match_probability: float, seed: int = 0, *,
     model = con.execute("SELECT settings, trained_at FROM identity.match_model").fetchall()
     reuse = (not retrain and bool(model) and n > 0 and changed <= max_changed_share * n
              and now - model[0][1] < dt.timedelta(days=retrain_days))
-    records = con.sql(f"SELECT {', '.join(_COLUMNS)}, record_id IN (SELECT record_id FROM "
-                      "_match_changed) AS changed FROM _match_records ORDER BY record_id"
-                      ).arrow().read_all()
     splink_con = duckdb.connect()
     try:
         if reuse:
-            result = _rescore_changed(con, splink_con, records, json.loads(model[0][0]),
+            result = _rescore_changed(con, splink_con, json.loads(model[0][0]),
                                       match_probability, changed)
         else:
+            records = con.sql(f"SELECT {', '.join(_COLUMNS)} FROM _match_records "
+                              "ORDER BY record_id").arrow().read_all()
             labels = con.sql(
                 """SELECT DISTINCT 'records' AS source_dataset_l, left_record AS record_id_l,
                           'records' AS source_dataset_r, right_record AS record_id_r
                 FROM identity.record_links WHERE rule <> 'probabilistic'"""
             ).arrow().read_all()
-            result = _run_splink(con, splink_con, records.drop_columns(["changed"]), labels,
+            result = _run_splink(con, splink_con, records, labels,
                                  match_probability, seed, now)
     finally:
         splink_con.close()
@@ -226,9 +224,11 @@ def _remember_inputs(con) -> None:
     con.execute("DROP TABLE _match_records; DROP TABLE _match_changed")
 
 
-def _rescore_changed(con, splink_con, records: pa.Table, settings: dict,
-                     match_probability: float, changed: int) -> MatchResult:
-    """Score only pairs with a changed record; carry the other links forward."""
+def _rescore_changed(con, splink_con, settings: dict, match_probability: float,
+                     changed: int) -> MatchResult:
+    """Score only pairs with a changed record; carry the other links forward. Splink gets the
+    changed records and only the unchanged ones a blocking rule pairs with them (not all 1.8M),
+    with term frequencies counted over every record as a full run counts them."""
     _empty_links(con)
     con.execute(
         """INSERT INTO identity.probabilistic_links
@@ -241,8 +241,7 @@ def _rescore_changed(con, splink_con, records: pa.Table, settings: dict,
           AND b.record_id NOT IN (SELECT record_id FROM _match_changed)"""
     )
     if changed:
-        # Split in DuckDB: filtering the Arrow table took 3 s at 1.8M records.
-        splink_con.register("_records_arrow", records)
+        splink_con.register("_records_arrow", _blocking_candidates(con))
         for table, where in (("_all_records", "true"), ("_unchanged_records", "NOT changed"),
                              ("_changed_records", "changed")):
             splink_con.execute(f"CREATE TABLE {table} AS "
@@ -253,8 +252,14 @@ def _rescore_changed(con, splink_con, records: pa.Table, settings: dict,
         old = api.register("_unchanged_records", dataset_display_name="unchanged")
         new = api.register("_changed_records", dataset_display_name="changed")
         linker = Linker(everyone, settings, log_level=logging.WARNING)
-        for column in ("name_key", "any_name_key", "city"):  # frequencies over every record
-            linker.table_management.compute_tf_table(column)
+        for column in TF_COLUMNS:  # Splink's own formula, over every record
+            splink_con.register(f"_tf_{column}_arrow", con.sql(
+                f"""SELECT {column}, CAST(count(*) AS DOUBLE)
+                           / (SELECT count({column}) FROM _match_records) AS tf_{column}
+                FROM _match_records WHERE {column} IS NOT NULL GROUP BY {column}""").arrow())
+            splink_con.execute(f"CREATE TABLE _tf_{column} AS SELECT * FROM _tf_{column}_arrow")
+            linker.table_management.register_term_frequency_lookup(
+                api.register(f"_tf_{column}", dataset_display_name=f"tf_{column}"), column)
         rules = [_guarded(r) for r in blocking_rules()]
         for scored in (
             linker.inference.predict_between(old, new, blocking_rules_to_generate_predictions=rules,
@@ -265,6 +270,24 @@ def _rescore_changed(con, splink_con, records: pa.Table, settings: dict,
             _insert_scored(con, splink_con, scored)
     links = fetch_scalar(con, "SELECT count(*) FROM identity.probabilistic_links")
     return MatchResult(links, 0, changed, retrained=False)
+
+
+def _blocking_candidates(con) -> pa.Table:
+    """The changed records and the unchanged records sharing every column of some blocking
+    rule with one of them (NULL matches nothing, as in Splink's equi-joins), with ``changed``."""
+    pairs_with = " UNION ".join(
+        f"""SELECT m.record_id FROM _match_records m SEMI JOIN _changed_inputs c
+            ON {' AND '.join(f'm.{col} = c.{col}' for col in columns)}"""
+        for columns in BLOCKING_KEYS) + " UNION SELECT record_id FROM _match_changed"
+    con.execute("""CREATE OR REPLACE TEMP TABLE _changed_inputs AS
+        SELECT * FROM _match_records SEMI JOIN _match_changed USING (record_id)""")
+    table = con.sql(
+        f"""SELECT {', '.join(_COLUMNS)},
+                   record_id IN (SELECT record_id FROM _match_changed) AS changed
+        FROM _match_records SEMI JOIN ({pairs_with}) USING (record_id)
+        ORDER BY record_id""").arrow().read_all()
+    con.execute("DROP TABLE _changed_inputs")
+    return table
 
 
 def _prior(records: int, strong_pairs: int, strong_recall: float = 0.7) -> float:
