@@ -227,7 +227,7 @@ def _remember_inputs(con) -> None:
 def _rescore_changed(con, splink_con, settings: dict, match_probability: float,
                      changed: int) -> MatchResult:
     """Score only pairs with a changed record; carry the other links forward. Splink gets the
-    changed records and only the unchanged ones a blocking rule pairs with them (not all 1.8M),
+    changed records and only the unchanged ones a blocking rule pairs with them (not everyone),
     with term frequencies counted over every record as a full run counts them."""
     _empty_links(con)
     con.execute(
