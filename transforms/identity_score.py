@@ -18,9 +18,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
-from scipy.sparse import coo_matrix
-from scipy.sparse.csgraph import connected_components
 
+from transforms.clusters import components
 from transforms.readers import file_sha256
 from transforms.sql import fetch_scalar, quote_literal, table_exists
 
@@ -176,7 +175,5 @@ def _register_components(con, records: str) -> None:
                AND list_has_any(list_intersect(a.evidence, b.evidence), {support}))"""
     ).arrow().read_all()
     n = fetch_scalar(con, f"SELECT count(*) FROM {records}")
-    graph = coo_matrix((np.ones(links.num_rows, dtype=np.int8),
-                        (links.column("a").to_numpy(), links.column("b").to_numpy())), shape=(n, n))
-    con.register("_component", {"i": np.arange(n),
-                                "component": connected_components(graph, directed=False)[1]})
+    con.register("_component", {"i": np.arange(n), "component": components(
+        n, links.column("a").to_numpy(), links.column("b").to_numpy())})

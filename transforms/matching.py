@@ -253,13 +253,12 @@ def _rescore_changed(con, splink_con, settings: dict, match_probability: float,
         new = api.register("_changed_records", dataset_display_name="changed")
         linker = Linker(everyone, settings, log_level=logging.WARNING)
         for column in TF_COLUMNS:  # Splink's own formula, over every record
-            splink_con.register(f"_tf_{column}_arrow", con.sql(
+            frequencies = con.sql(
                 f"""SELECT {column}, CAST(count(*) AS DOUBLE)
                            / (SELECT count({column}) FROM _match_records) AS tf_{column}
-                FROM _match_records WHERE {column} IS NOT NULL GROUP BY {column}""").arrow())
-            splink_con.execute(f"CREATE TABLE _tf_{column} AS SELECT * FROM _tf_{column}_arrow")
+                FROM _match_records WHERE {column} IS NOT NULL GROUP BY {column}""").arrow()
             linker.table_management.register_term_frequency_lookup(
-                api.register(f"_tf_{column}", dataset_display_name=f"tf_{column}"), column)
+                api.register(frequencies.read_all(), dataset_display_name=f"tf_{column}"), column)
         rules = [_guarded(r) for r in blocking_rules()]
         for scored in (
             linker.inference.predict_between(old, new, blocking_rules_to_generate_predictions=rules,

@@ -140,13 +140,12 @@ def _score_today(con, churn_model, clv_model) -> pa.Table:
         churn_p = np.full(len(x), np.nan)
         if churn_model is not None and buyer.any():
             churn_p[buyer] = churn_model.predict_proba(x[buyer])[:, 1]
-        ids.append(table.column("customer_id"))
+        ids.extend(table.column("customer_id").chunks)
         churn.append(np.round(churn_p, 4))
         clv.append(np.round(clv_model.predict(x), 2) if clv_model is not None
                    else np.full(len(x), np.nan))
     return pa.table({
-        "customer_id": pa.chunked_array([c for i in ids for c in i.chunks],
-                                        reader.schema.field("customer_id").type),
+        "customer_id": pa.chunked_array(ids, reader.schema.field("customer_id").type),
         "churn_probability": pa.array(np.concatenate(churn or [[]]), pa.float64(),
                                       from_pandas=True),
         "predicted_clv_365d": pa.array(np.concatenate(clv or [[]]), pa.float64(),
