@@ -36,9 +36,8 @@ def run_suites(context, warehouse: Warehouse, check_name: str, build_suites) -> 
     with warehouse.connect() as con:
         ensure_quality_schema(con)
         suites: list[Suite] = build_suites(con, warehouse.config, context.op_execution_context.run_id)
-    outcomes = validate(warehouse.config.warehouse_path, suites)
-    now = dt.datetime.now()
-    with warehouse.connect() as con:
+        outcomes = validate(con, suites)
+        now = dt.datetime.now()
         con.executemany("INSERT INTO quality.results VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", [
             (context.op_execution_context.run_id, now, check_name, o.suite, o.expectation, o.column, o.success,
              json.dumps(o.observed, ensure_ascii=False), o.unexpected_count,

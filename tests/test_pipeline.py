@@ -352,3 +352,31 @@ def test_ties_for_preferred_category_and_stage_go_to_the_first_name(built, tmp_p
     assert con.execute("SELECT preferred_category, opportunity_stage FROM features.everyone "
                        "WHERE customer_id = ?", [who]).fetchall() == [("图书", "报价")]
     con.close()
+
+
+def test_a_run_holds_one_warehouse_instance_and_releases_it_at_the_end(tmp_path, monkeypatch):
+    from dagster import build_init_resource_context
+
+    from pipelines.resources import Warehouse
+
+    path = tmp_path / "warehouse" / "profiles.duckdb"
+    monkeypatch.setenv("PROFILES_WAREHOUSE", str(path))
+    warehouse = Warehouse()
+    context = build_init_resource_context()
+    warehouse.setup_for_execution(context)
+    with warehouse.connect() as con:
+        con.execute("CREATE TEMP TABLE scratch AS SELECT 1 AS a")
+        con.execute("CREATE TABLE kept AS SELECT 1 AS a")
+    # Between two assets the run keeps the file open (another opener is refused) ...
+    with pytest.raises(duckdb.ConnectionException):
+        duckdb.connect(str(path), read_only=True)
+    with warehouse.connect() as con:
+        # ... and the next asset gets a connection of its own: tables yes, temp tables no,
+        # its own normalising macros.
+        assert con.execute("SELECT a FROM kept").fetchall() == [(1,)]
+        assert con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = 'scratch'"
+                           ).fetchall() == [(0,)]
+        assert con.execute("SELECT clean_code(' kh 01 ')").fetchall() == [("KH01",)]
+    warehouse.teardown_after_execution(context)
+    with duckdb.connect(str(path), read_only=True) as con:
+        assert con.execute("SELECT a FROM kept").fetchall() == [(1,)]

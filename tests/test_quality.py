@@ -24,7 +24,7 @@ def test_gx_runs_its_expectations_inside_duckdb_and_names_the_failing_values(tmp
             ('C1', '+8613800138000', 10.0, 'a'), ('C2', '13800138000', -5.0, 'b'),
             ('C2', NULL, 20.0, 'zz'), ('C4', '+8613900139000', 30.0, 'a'))
             v(customer_id, phone, amount, kind)""")
-    outcomes = validate(db, [Suite("s.t", "s.t", [
+        outcomes = validate(con, [Suite("s.t", "s.t", [
         gxe.ExpectTableRowCountToBeBetween(min_value=1, max_value=3),
         gxe.ExpectColumnValuesToBeUnique(column="customer_id"),
         gxe.ExpectColumnValuesToMatchRegex(column="phone", regex=E164),
@@ -42,7 +42,8 @@ def test_gx_runs_its_expectations_inside_duckdb_and_names_the_failing_values(tmp
         ("expect_column_values_to_be_between", False, None, 1, ["-5.0"], None),  # a DECIMAL
         ("expect_column_values_to_be_in_set", False, None, 1, ["zz"], None),
     ]
-    # GX released the file: this process can open it again with another configuration.
+    # GX's connections were the caller's: closing it released the file, so this process can
+    # open it again with another configuration.
     duckdb.connect(str(db), config={"autoinstall_known_extensions": False}).close()
 
 
@@ -51,7 +52,7 @@ def test_one_query_for_many_suites_reports_each_and_names_its_failing_files(tmp_
     with duckdb.connect(str(db)) as con:
         con.execute("""CREATE TABLE f AS SELECT * FROM (VALUES ('a', 'x.csv', 0.5),
             ('a', 'y.csv', 0.0), ('b', 'z.csv', 0.0)) v(entity, source_file, share)""")
-    outcomes = validate(db, [Suite(
+        outcomes = validate(con, [Suite(
         "files", "SELECT entity, source_file, share FROM f",
         [gxe.ExpectColumnValuesToBeBetween(column="share", max_value=0.1)],
         index_column="source_file", split_column="entity",

@@ -1,8 +1,8 @@
 """Data-quality suites run by Great Expectations inside DuckDB (GX's SQL execution path).
 
-GX reaches the working warehouse through SQLAlchemy + duckdb-engine, read-only and with a
-NullPool so the file is released as soon as a suite is done (DuckDB refuses a second opener of
-one file with another configuration in the same process, and the next asset opens it to write).
+GX reaches the working warehouse through SQLAlchemy + duckdb-engine, over new connections to
+the caller's DuckDB instance (``creator``): duckdb-engine's own connect would open the file
+with another configuration, which DuckDB refuses while the run holds it open.
 Every metric is an aggregate or a 20-row sample computed by DuckDB; no table is loaded into
 Python. ``transforms.gx_duckdb`` fixes the two incompatibilities of today's versions.
 """
@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 from typing import Any
 
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")  # no telemetry from a nightly job
@@ -60,8 +59,10 @@ class Outcome:
         return f"{what}: {'ok' if self.success else 'FAILED'} ({detail})"
 
 
-def validate(db_path: Path, suites: list[Suite]) -> list[Outcome]:
+def validate(con, suites: list[Suite]) -> list[Outcome]:
+    """Run the suites with GX against the database of DuckDB connection ``con``."""
     import great_expectations as gx
+    from duckdb_engine import ConnectionWrapper
     from great_expectations.data_context.types.base import ProgressBarsConfig
     from sqlalchemy.pool import NullPool
 
@@ -71,8 +72,8 @@ def validate(db_path: Path, suites: list[Suite]) -> list[Outcome]:
     context = gx.get_context(mode="ephemeral")
     context.variables.progress_bars = ProgressBarsConfig(globally=False)  # no bars in run logs
     datasource = context.data_sources.add_sql(
-        name="warehouse", connection_string=f"duckdb:///{db_path}",
-        kwargs={"connect_args": {"read_only": True}, "poolclass": NullPool})
+        name="warehouse", connection_string="duckdb:///:memory:",
+        kwargs={"creator": lambda: ConnectionWrapper(con.cursor()), "poolclass": NullPool})
     outcomes = []
     for i, suite in enumerate(suites):
         # A table goes in as a query too (GX's table asset drops the schema in some metrics),
