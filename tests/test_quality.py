@@ -25,13 +25,13 @@ def test_gx_runs_its_expectations_inside_duckdb_and_names_the_failing_values(tmp
             ('C2', NULL, 20.0, 'zz'), ('C4', '+8613900139000', 30.0, 'a'))
             v(customer_id, phone, amount, kind)""")
         outcomes = validate(con, [Suite("s.t", "s.t", [
-        gxe.ExpectTableRowCountToBeBetween(min_value=1, max_value=3),
-        gxe.ExpectColumnValuesToBeUnique(column="customer_id"),
-        gxe.ExpectColumnValuesToMatchRegex(column="phone", regex=E164),
-        gxe.ExpectColumnValuesToNotBeNull(column="phone", mostly=0.7),
-        gxe.ExpectColumnValuesToBeBetween(column="amount", min_value=0),
-        gxe.ExpectColumnValuesToBeInSet(column="kind", value_set=["a", "b"]),
-    ])])
+            gxe.ExpectTableRowCountToBeBetween(min_value=1, max_value=3),
+            gxe.ExpectColumnValuesToBeUnique(column="customer_id"),
+            gxe.ExpectColumnValuesToMatchRegex(column="phone", regex=E164),
+            gxe.ExpectColumnValuesToNotBeNull(column="phone", mostly=0.7),
+            gxe.ExpectColumnValuesToBeBetween(column="amount", min_value=0),
+            gxe.ExpectColumnValuesToBeInSet(column="kind", value_set=["a", "b"]),
+        ])])
     got = [(o.expectation, o.success, o.observed, o.unexpected_count, o.unexpected_sample, o.error)
            for o in outcomes]
     assert got == [
@@ -53,10 +53,10 @@ def test_one_query_for_many_suites_reports_each_and_names_its_failing_files(tmp_
         con.execute("""CREATE TABLE f AS SELECT * FROM (VALUES ('a', 'x.csv', 0.5),
             ('a', 'y.csv', 0.0), ('b', 'z.csv', 0.0)) v(entity, source_file, share)""")
         outcomes = validate(con, [Suite(
-        "files", "SELECT entity, source_file, share FROM f",
-        [gxe.ExpectColumnValuesToBeBetween(column="share", max_value=0.1)],
-        index_column="source_file", split_column="entity",
-        names={"a": "raw.a", "b": "raw.b", "c": "raw.c"})])
+            "files", "SELECT entity, source_file, share FROM f",
+            [gxe.ExpectColumnValuesToBeBetween(column="share", max_value=0.1)],
+            index_column="source_file", split_column="entity",
+            names={"a": "raw.a", "b": "raw.b", "c": "raw.c"})])
     assert [(o.suite, o.success, o.unexpected_count, o.unexpected_sample) for o in outcomes] == [
         ("raw.a", False, 1, [{"source_file": "x.csv", "share": "0.5"}]),
         ("raw.b", True, 0, []), ("raw.c", True, 0, [])]
