@@ -39,6 +39,11 @@ def open_warehouse(cfg: ProfilesConfig, read_only: bool = False) -> duckdb.DuckD
     con.execute(f"SET temp_directory = '{path.parent / 'duckdb_tmp'}'")
     if cfg.warehouse.threads:
         con.execute(f"SET threads = {int(cfg.warehouse.threads)}")
+    return _with_normalizers(con, cfg)
+
+
+def _with_normalizers(con: duckdb.DuckDBPyConnection, cfg: ProfilesConfig) -> duckdb.DuckDBPyConnection:
+    """The cleaning macros are TEMP: every connection registers its own."""
     register_normalizers(con, cfg.nullish_values, cfg.warehouse.timezone, cfg.phone_region)
     return con
 
@@ -70,18 +75,12 @@ class Warehouse(ConfigurableResource):
     @contextmanager
     def connect(self) -> Iterator[duckdb.DuckDBPyConnection]:
         crash_point(_current_step())
-        if not self._in_run:  # outside a run (CLI, tests): a connection of its own
+        if self._in_run:
+            if self._run_instance is None:
+                self._run_instance = open_warehouse(self.config)
+            con = _with_normalizers(self._run_instance.cursor(), self.config)
+        else:  # outside a run (CLI, tests): a connection of its own
             con = open_warehouse(self.config)
-            try:
-                yield con
-            finally:
-                con.close()
-            return
-        if self._run_instance is None:
-            self._run_instance = open_warehouse(self.config)
-        con = self._run_instance.cursor()
-        cfg = self.config
-        register_normalizers(con, cfg.nullish_values, cfg.warehouse.timezone, cfg.phone_region)
         try:
             yield con
         finally:
