@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import hashlib
 
-from transforms.identity import CUSTOMER_SOURCES, moved_keys_sql
+from transforms.identity import CUSTOMER_SOURCES, moved_keys_sql, remember_customer_map
 from transforms.sql import fetch_scalar, table_exists
 from transforms.staging import current_rows_sql
 from transforms.survivorship import GOLDEN_FIELDS, FieldRule, default_rules, order_key_sql
@@ -91,8 +91,7 @@ def build_customers(con, rules: dict[str, FieldRule] | None = None, full: bool =
     computed = fetch_scalar(con, "SELECT count(*) FROM _survivors")
     con.execute("DROP TABLE _customer_fields")
     con.execute("DROP TABLE _survivors")
-    con.execute("CREATE OR REPLACE TABLE core.customer_key_map AS "
-                "SELECT source, source_key, customer_id FROM identity.customer_map")
+    remember_customer_map(con, "core.customer_key_map")
     upto = " UNION ALL ".join(f"SELECT max(_loaded_at) AS t FROM staging.{e}"
                               for e in CUSTOMER_SOURCES)
     con.execute("DELETE FROM core.customer_state")

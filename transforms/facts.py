@@ -12,7 +12,7 @@ belongs to another customer (or to none). Everything is rebuilt from staging whe
 
 from __future__ import annotations
 
-from transforms.identity import moved_keys_sql
+from transforms.identity import moved_keys_sql, remember_customer_map
 from transforms.schema import ENTITIES
 from transforms.sql import fetch_scalar, quote_ident, table_exists
 from transforms.staging import current_rows_sql
@@ -155,8 +155,7 @@ def _reattach(con) -> None:
 
 
 def _remember(con, fingerprints: dict[str, str]) -> None:
-    con.execute("CREATE OR REPLACE TABLE core.fact_key_map AS "
-                "SELECT source, source_key, customer_id FROM identity.customer_map")
+    remember_customer_map(con, "core.fact_key_map")
     for entity_name in FACT_ENTITIES:
         con.execute(
             f"""INSERT OR REPLACE INTO core.fact_state

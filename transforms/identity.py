@@ -513,6 +513,22 @@ def moved_keys_sql(previous: str) -> str:
         WHERE p.customer_id IS DISTINCT FROM m.customer_id"""
 
 
+def remember_customer_map(con, copy: str) -> None:
+    """Bring ``copy`` (schema.table: a run's snapshot of identity.customer_map, read back by
+    moved_keys_sql the next night) up to the map now. Only the keys that moved, arrived or were
+    forgotten are written: a night rewrote all ~3M rows of each copy before (1.5 s at 1M)."""
+    if not table_exists(con, *copy.split(".")):
+        con.execute(f"CREATE TABLE {copy} AS "
+                    "SELECT source, source_key, customer_id FROM identity.customer_map")
+        return
+    con.execute(f"CREATE OR REPLACE TEMP TABLE _moved_keys AS {moved_keys_sql(copy)}")
+    con.execute(f"""DELETE FROM {copy} c USING _moved_keys m
+        WHERE c.source = m.source AND c.source_key IS NOT DISTINCT FROM m.source_key""")
+    con.execute(f"INSERT INTO {copy} SELECT source, source_key, new_id FROM _moved_keys "
+                "WHERE new_id IS NOT NULL")
+    con.execute("DROP TABLE _moved_keys")
+
+
 def _create_id_lookup(con) -> None:
     """identity.id_lookup: every id ever issued → the id that stands for it now, following
     merges (A merged into B merged into C: A → C). A split keeps the id on its larger part."""
