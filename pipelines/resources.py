@@ -11,6 +11,7 @@ catalog and read back into fresh memory the blocks the previous asset had just w
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import cached_property
@@ -49,10 +50,9 @@ def _keep_freed_memory(con: duckdb.DuckDBPyConnection, memory_limit: str) -> Non
     and touched again costs page faults, and on a VM whose host reclaims freed guest memory
     the next first touch is slow (measured here: about 6 s per GiB). Bounded by the limit."""
     con.execute(f"SET allocator_bulk_deallocation_flush_threshold = '{memory_limit}'")
-    try:
+    # An instance already open in this process with a larger one keeps it (it cannot shrink).
+    with contextlib.suppress(duckdb.InvalidInputException):
         con.execute(f"SET block_allocator_memory = '{memory_limit}'")
-    except duckdb.InvalidInputException:  # an instance already open with a larger one: keep it
-        pass
 
 
 def _with_normalizers(con: duckdb.DuckDBPyConnection, cfg: ProfilesConfig) -> duckdb.DuckDBPyConnection:
