@@ -27,7 +27,7 @@ def customer_tags(context: AssetExecutionContext, warehouse: Warehouse) -> Mater
     with warehouse.connect() as con:
         validate_rules(rules, con)
         counts = evaluate_tags(con, rules, warehouse.config.resolved_snapshot_date(),
-                               context.run_id)
+                               context.run_id, full=warehouse.full_rebuild)
         coverage = con.execute("""SELECT level1 || '/' || level2 || '/' || level3, coverage
                                   FROM profile.tag_catalog ORDER BY tag_id""").fetchall()
         changes = con.execute("""SELECT tag_id, change, count(*) FROM profile.tag_changes

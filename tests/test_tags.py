@@ -80,6 +80,15 @@ def test_exclusive_group_first_match_wins_and_percentile_helper(con, tmp_path):
     changes = con.execute("SELECT customer_id, tag_id, change FROM profile.tag_changes "
                           "WHERE run_id = 'r2' ORDER BY ALL").fetchall()
     assert changes == [("C", "vip", "gained"), ("D", "frequent", "lost"), ("D", "vip", "lost")]
+    # Only C's and D's rows were rewritten in place; the result equals a full evaluation.
+    lists = "SELECT * FROM profile.customer_tag_lists ORDER BY 1"
+    tags = "SELECT * FROM profile.customer_tags ORDER BY ALL"
+    in_place = con.execute(lists).fetchall(), con.execute(tags).fetchall()
+    assert in_place[0] == [("A", ["VIP客户", "高频"], ["vip", "frequent"]),
+                           ("B", ["普通客户"], ["buyer"]), ("C", ["VIP客户"], ["vip"])]
+    evaluate_tags(con, load_rules(rules_dir(tmp_path / "night2", GOOD)), "2026-11-21", "r2f",
+                  full=True)
+    assert in_place == (con.execute(lists).fetchall(), con.execute(tags).fetchall())
     # A rule file that drops 高频 and adds 大额: the catalog change is recorded too.
     new_rules = GOOD.replace("id: frequent, name: 高频, when: \"orders_365d >= 3\"",
                              "id: big, name: 大额, when: \"spend_365d >= 1000\"")

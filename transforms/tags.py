@@ -165,29 +165,27 @@ def _tag_names_sql(rules: LoadedRules, ids: str) -> str:
     return f"list_transform({ids}, lambda x: map_extract_value(MAP {{{names}}}, x))"
 
 
-def evaluate_tags(con, rules: LoadedRules, snapshot=None, run_id: str = "") -> dict[str, int]:
+def evaluate_tags(con, rules: LoadedRules, snapshot=None, run_id: str = "",
+                  full: bool = False) -> dict[str, int]:
     """profile.customer_tag_lists (each customer's tags as lists, for the profile),
     profile.customer_tags (long) and profile.tag_catalog (with coverage), in one pass over the
-    rules; what changed since the previous run in profile.tag_changes (see _record_changes)."""
+    rules; what changed since the previous run in profile.tag_changes (see _record_changes).
+    Only the changed customers' rows are rewritten, unless ``full`` or the catalog changed."""
     con.execute("CREATE SCHEMA IF NOT EXISTS profile")
     _keep_previous(con)
     con.execute(
-        f"""CREATE OR REPLACE TABLE profile.customer_tag_lists AS
+        f"""CREATE OR REPLACE TEMP TABLE _tag_lists AS
         SELECT customer_id, {_tag_names_sql(rules, 'tag_ids')} AS tags, tag_ids
         FROM (SELECT customer_id, {_tag_list_sql(rules)} AS tag_ids
               FROM features.customer_features)
         WHERE len(tag_ids) > 0"""
     )
-    catalog = pa.Table.from_pylist(rules.catalog)
-    con.register("_tag_catalog_arrow", catalog)
-    con.execute(
-        """CREATE OR REPLACE TABLE profile.customer_tags AS
-        WITH matched AS (
-            SELECT customer_id, unnest(tag_ids) AS tag_id FROM profile.customer_tag_lists)
-        SELECT m.customer_id, m.tag_id, c.level1, c.level2, c.level3
-        FROM matched m JOIN _tag_catalog_arrow c USING (tag_id)
-        ORDER BY m.customer_id, c.level1, c.level2"""
-    )
+    con.register("_tag_catalog_arrow", pa.Table.from_pylist(rules.catalog))
+    if not full and _same_catalog(con):
+        _write_changed_lists(con)
+    else:
+        con.execute("CREATE OR REPLACE TABLE profile.customer_tag_lists AS SELECT * FROM _tag_lists")
+        con.execute(f"CREATE OR REPLACE TABLE profile.customer_tags AS {_long_tags('_tag_lists')}")
     con.execute(
         """CREATE OR REPLACE TABLE profile.tag_catalog AS
         SELECT c.tag_id, c.level1, c.level2, c.level3, c.description, c.rule, c.exclusive, c.file,
@@ -199,11 +197,51 @@ def evaluate_tags(con, rules: LoadedRules, snapshot=None, run_id: str = "") -> d
           USING (tag_id)"""
     )
     con.unregister("_tag_catalog_arrow")
+    con.execute("DROP TABLE _tag_lists")
     _record_changes(con, snapshot, run_id)
     return {
         "tag_rows": fetch_scalar(con, "SELECT count(*) FROM profile.customer_tags"),
         "tags": len(rules.catalog),
     }
+
+
+def _long_tags(lists: str) -> str:
+    """One row per customer and tag, with the tag's three levels, from a table of tag lists."""
+    return f"""WITH matched AS (SELECT customer_id, unnest(tag_ids) AS tag_id FROM {lists})
+        SELECT m.customer_id, m.tag_id, c.level1, c.level2, c.level3
+        FROM matched m JOIN _tag_catalog_arrow c USING (tag_id)
+        ORDER BY m.customer_id, c.level1, c.level2"""
+
+
+def _same_catalog(con) -> bool:
+    """The previous run's tables can be updated in place: they exist and every tag id still
+    has the same three level names (the lists carry level-3 names, the long table all three)."""
+    if not all(table_exists(con, "profile", t)
+               for t in ("customer_tag_lists", "customer_tags", "tag_catalog")):
+        return False
+    return fetch_scalar(con, """SELECT count(*) FROM (
+        (SELECT tag_id, level1, level2, level3 FROM _tag_catalog_arrow
+         EXCEPT SELECT tag_id, level1, level2, level3 FROM profile.tag_catalog)
+        UNION ALL
+        (SELECT tag_id, level1, level2, level3 FROM profile.tag_catalog
+         EXCEPT SELECT tag_id, level1, level2, level3 FROM _tag_catalog_arrow))""") == 0
+
+
+def _write_changed_lists(con) -> None:
+    """Rewrite the rows of the customers whose tags changed only: on a night most customers
+    keep theirs, and rewriting both tables whole cost 3.7 s at a million customers."""
+    con.execute("""CREATE OR REPLACE TEMP TABLE _tags_changed AS
+        SELECT customer_id FROM _tag_lists n FULL JOIN profile.customer_tag_lists p
+          USING (customer_id)
+        WHERE n.tag_ids IS DISTINCT FROM p.tag_ids""")
+    changed = "(SELECT customer_id FROM _tags_changed)"
+    for table in ("customer_tag_lists", "customer_tags"):
+        con.execute(f"DELETE FROM profile.{table} WHERE customer_id IN {changed}")
+    con.execute(f"""INSERT INTO profile.customer_tag_lists
+        SELECT * FROM _tag_lists WHERE customer_id IN {changed}""")
+    con.execute(f"""INSERT INTO profile.customer_tags {_long_tags(
+        f'(SELECT * FROM _tag_lists WHERE customer_id IN {changed})')}""")
+    con.execute("DROP TABLE _tags_changed")
 
 
 def _keep_previous(con) -> None:
