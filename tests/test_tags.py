@@ -80,7 +80,7 @@ def test_exclusive_group_first_match_wins_and_percentile_helper(con, tmp_path):
     changes = con.execute("SELECT customer_id, tag_id, change FROM profile.tag_changes "
                           "WHERE run_id = 'r2' ORDER BY ALL").fetchall()
     assert changes == [("C", "vip", "gained"), ("D", "frequent", "lost"), ("D", "vip", "lost")]
-    # Only C's and D's rows were rewritten in place; the result equals a full evaluation.
+    # Applied in place (only C's and D's rows change), the result equals a full evaluation.
     lists = "SELECT * FROM profile.customer_tag_lists ORDER BY 1"
     tags = "SELECT * FROM profile.customer_tags ORDER BY ALL"
     in_place = con.execute(lists).fetchall(), con.execute(tags).fetchall()
