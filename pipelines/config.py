@@ -74,6 +74,7 @@ class WarehouseConfig(_Strict):
     memory_limit: str = "4GB"
     threads: int | None = None
     timezone: str = "Asia/Shanghai"
+    keep_freed_memory: bool = True  # DuckDB keeps freed memory for its next step (see resources)
 
 
 class PublishConfig(_Strict):

@@ -37,7 +37,8 @@ def open_warehouse(cfg: ProfilesConfig, read_only: bool = False) -> duckdb.DuckD
     con = duckdb.connect(str(path), read_only=read_only,
                          config={"autoinstall_known_extensions": False})
     con.execute(f"SET memory_limit = '{cfg.warehouse.memory_limit}'")
-    _keep_freed_memory(con, cfg.warehouse.memory_limit)
+    if cfg.warehouse.keep_freed_memory:
+        _keep_freed_memory(con, cfg.warehouse.memory_limit)
     con.execute(f"SET temp_directory = '{path.parent / 'duckdb_tmp'}'")
     if cfg.warehouse.threads:
         con.execute(f"SET threads = {int(cfg.warehouse.threads)}")

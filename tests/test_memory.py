@@ -27,3 +27,19 @@ def test_work_larger_than_the_memory_limit_spills_to_the_temp_directory(tmp_path
                            ).fetchall()[0][0] == 3000000
     finally:
         con.close()
+
+
+def test_freed_memory_is_kept_up_to_the_limit_unless_switched_off(tmp_path):
+    flush = "SELECT current_setting('allocator_bulk_deallocation_flush_threshold')"
+    seen = {}
+    for keep in (True, False):
+        cfg = load_config(write_config(tmp_path / f"cfg{keep}", lambda d, keep=keep: d[
+            "warehouse"].update(memory_limit="96MB", keep_freed_memory=keep,
+                                path=str(tmp_path / f"wh{keep}" / "profiles.duckdb"))))
+        con = open_warehouse(cfg)
+        try:
+            seen[keep] = con.execute(flush).fetchall()[0][0]
+        finally:
+            con.close()
+    assert seen[True] == "91.5 MiB"  # the memory limit (96 MB)
+    assert seen[False] != seen[True]  # DuckDB's default
