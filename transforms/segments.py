@@ -67,9 +67,14 @@ def _persona(center: dict[str, float], overall: dict[str, float]) -> str:
 
 
 def _silhouette(model: KMeans, x: np.ndarray) -> float | None:
-    """Silhouette on at most 10,000 points (it is quadratic); None for a single cluster."""
+    """Silhouette on at most 10,000 points (it is quadratic); None for a single cluster.
+    Distances in 16 MB chunks instead of scikit-learn's default 1 GB: the same value, but the
+    800 MB matrix cost 3.7 s of page faults on a 1M night against 0.5 s in reused chunks."""
     labels = model.predict(x[:10_000])
-    return float(silhouette_score(x[:10_000], labels)) if len(set(labels)) > 1 else None
+    if len(set(labels)) < 2:
+        return None
+    with sklearn.config_context(working_memory=16):
+        return float(silhouette_score(x[:10_000], labels))
 
 
 def _choose_k(x: np.ndarray, k_range: tuple[int, int], seed: int) -> tuple[KMeans, float | None]:
