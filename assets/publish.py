@@ -35,6 +35,7 @@ EXPORTS = {
     "tag_cooccurrence": "marts.tag_cooccurrence",
     "tag_summary": "marts.tag_summary",
 }
+ROWS_PER_CUSTOMER = {"customer_tags"}  # exports whose customer keys are hashed once per customer
 
 
 def export_selects(con, salt: str | None) -> dict[str, str]:
@@ -43,7 +44,8 @@ def export_selects(con, salt: str | None) -> dict[str, str]:
     selects = {}
     for name, table in EXPORTS.items():
         columns = [c for c in describe(con, table) if c != "snapshot_date"]
-        selects[name] = (masked_select(columns, table, salt) if salt is not None else
+        selects[name] = (masked_select(columns, table, salt, name in ROWS_PER_CUSTOMER)
+                         if salt is not None else
                          f"SELECT {', '.join(map(quote_ident, columns))} FROM {table}")
     return selects
 

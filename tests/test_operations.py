@@ -149,6 +149,10 @@ def test_exports_read_the_same_in_duckdb_polars_and_pyarrow(published):
     assert zhang["phone"] == "138****8000" and len(zhang["email"]) == 64
     assert "customer_id" not in latest.columns and "address" not in latest.columns
     assert zhang["birth_year"] == 1985
+    # Tags are keyed like the profile (their keys are hashed once per customer, then joined).
+    tagged = pl.read_parquet(root / "exports" / "latest" / "customer_tags.parquet")
+    assert tagged["customer_key"].null_count() == 0
+    assert set(tagged["customer_key"]) <= set(latest["customer_key"])
     success = json.loads(next((root / "exports" / "profile").glob("*/_SUCCESS")).read_text())
     assert success["rows"] == latest.height and success["schema_version"] >= 1
 

@@ -99,18 +99,27 @@ def _masked(column: str, kind: str, salt: str | None) -> str:
     return ""  # address: dropped; province and city are separate columns
 
 
-def masked_select(columns: list[str], table: str, salt: str | None) -> str:
+def masked_select(columns: list[str], table: str, salt: str | None,
+                  rows_per_customer: bool = False) -> str:
     """SELECT over ``table`` with PII masked. With a salt (exports) ``customer_id`` becomes the
-    pseudonymous ``customer_key``; without one (views stored in a file) it is kept."""
-    parts = []
+    pseudonymous ``customer_key``; without one (views stored in a file) it is kept.
+    ``rows_per_customer``: the table has many rows per customer (tags), so each customer's key
+    is hashed once and joined (4.8M hashes were 1.3 s of a 1M-customer tags export)."""
+    parts, source = [], table
     for col in columns:
         if col in PII_COLUMNS:
             expr = _masked(col, PII_COLUMNS[col], salt)
             if expr:
                 parts.append(expr)
         elif col == "customer_id" and salt is not None:
-            parts.append(f"{customer_key_sql(quote_ident(col), salt)} AS customer_key")
+            if rows_per_customer:
+                parts.append("_keys._customer_key AS customer_key")
+                source = (f"{table} LEFT JOIN (SELECT customer_id AS _key_of, "
+                          f"{customer_key_sql('customer_id', salt)} AS _customer_key FROM "
+                          f"(SELECT DISTINCT customer_id FROM {table})) _keys "
+                          f"ON {table}.customer_id = _keys._key_of")
+            else:
+                parts.append(f"{customer_key_sql(quote_ident(col), salt)} AS customer_key")
         else:
             parts.append(quote_ident(col))
-    return f"SELECT {', '.join(parts)} FROM {table}"
-
+    return f"SELECT {', '.join(parts)} FROM {source}"
