@@ -172,7 +172,6 @@ def evaluate_tags(con, rules: LoadedRules, snapshot=None, run_id: str = "",
     rules; what changed since the previous run in profile.tag_changes (see _record_changes).
     Only the changed customers' rows are rewritten, unless ``full`` or the catalog changed."""
     con.execute("CREATE SCHEMA IF NOT EXISTS profile")
-    _keep_previous(con)
     con.execute(
         f"""CREATE OR REPLACE TEMP TABLE _tag_lists AS
         SELECT customer_id, {_tag_names_sql(rules, 'tag_ids')} AS tags, tag_ids
@@ -180,6 +179,7 @@ def evaluate_tags(con, rules: LoadedRules, snapshot=None, run_id: str = "",
               FROM features.customer_features)
         WHERE len(tag_ids) > 0"""
     )
+    _compare_with_previous(con)
     con.register("_tag_catalog_arrow", pa.Table.from_pylist(rules.catalog))
     if not full and _same_catalog(con):
         _write_changed_lists(con)
@@ -230,10 +230,6 @@ def _same_catalog(con) -> bool:
 def _write_changed_lists(con) -> None:
     """Rewrite the rows of the customers whose tags changed only: on a night most customers
     keep theirs, and rewriting both tables whole cost 3.7 s at a million customers."""
-    con.execute("""CREATE OR REPLACE TEMP TABLE _tags_changed AS
-        SELECT customer_id FROM _tag_lists n FULL JOIN profile.customer_tag_lists p
-          USING (customer_id)
-        WHERE n.tag_ids IS DISTINCT FROM p.tag_ids""")
     changed = "(SELECT customer_id FROM _tags_changed)"
     for table in ("customer_tag_lists", "customer_tags"):
         con.execute(f"DELETE FROM profile.{table} WHERE customer_id IN {changed}")
@@ -241,12 +237,13 @@ def _write_changed_lists(con) -> None:
         SELECT * FROM _tag_lists WHERE customer_id IN {changed}""")
     con.execute(f"""INSERT INTO profile.customer_tags {_long_tags(
         f'(SELECT * FROM _tag_lists WHERE customer_id IN {changed})')}""")
-    con.execute("DROP TABLE _tags_changed")
 
 
-def _keep_previous(con) -> None:
-    """The previous run's tag lists and catalog, to compare against (empty on the first run;
-    a warehouse from before the list table has its long table turned into lists)."""
+def _compare_with_previous(con) -> None:
+    """_tags_changed: the customers whose tag list differs from the previous run's, with both
+    lists (a customer without tags has none: []); it drives both the in-place rewrite and
+    profile.tag_changes. _previous_catalog: the previous run's tag ids (empty on the first
+    run). A warehouse from before the list table has its long table turned into lists."""
     if table_exists(con, "profile", "customer_tag_lists"):
         previous = "SELECT customer_id, tag_ids FROM profile.customer_tag_lists"
     elif table_exists(con, "profile", "customer_tags"):
@@ -254,7 +251,11 @@ def _keep_previous(con) -> None:
                     "GROUP BY customer_id")
     else:
         previous = "SELECT NULL::VARCHAR AS customer_id, NULL::VARCHAR[] AS tag_ids WHERE false"
-    con.execute(f"CREATE OR REPLACE TEMP TABLE _previous_lists AS {previous}")
+    con.execute(f"""CREATE OR REPLACE TEMP TABLE _tags_changed AS
+        SELECT customer_id, coalesce(n.tag_ids, []) AS tags_now,
+               coalesce(p.tag_ids, []) AS tags_before
+        FROM _tag_lists n FULL JOIN ({previous}) p USING (customer_id)
+        WHERE n.tag_ids IS DISTINCT FROM p.tag_ids""")
     catalog = ("SELECT tag_id FROM profile.tag_catalog"
                if table_exists(con, "profile", "tag_catalog") else
                "SELECT NULL::VARCHAR AS tag_id WHERE false")
@@ -273,23 +274,17 @@ def _record_changes(con, snapshot, run_id: str) -> None:
     first_run = fetch_scalar(con, "SELECT count(*) FROM _previous_catalog") == 0
     if not first_run:
         _insert_changes(con, snapshot, run_id)
-    con.execute("DROP TABLE _previous_lists; DROP TABLE _previous_catalog")
+    con.execute("DROP TABLE _tags_changed; DROP TABLE _previous_catalog")
 
 
 def _insert_changes(con, snapshot, run_id: str) -> None:
     con.execute(
         """INSERT INTO profile.tag_changes
-        -- customers whose list differs (a customer without tags has no list)
-        WITH changed AS (
-            SELECT customer_id, coalesce(n.tag_ids, []) AS tags_now,
-                   coalesce(p.tag_ids, []) AS tags_before
-            FROM profile.customer_tag_lists n FULL JOIN _previous_lists p USING (customer_id)
-            WHERE n.tag_ids IS DISTINCT FROM p.tag_ids)
         SELECT $snap, $run, customer_id, unnest(list_filter(tags_now, lambda t:
-                   NOT list_contains(tags_before, t))), 'gained' FROM changed
+                   NOT list_contains(tags_before, t))), 'gained' FROM _tags_changed
         UNION ALL
         SELECT $snap, $run, customer_id, unnest(list_filter(tags_before, lambda t:
-                   NOT list_contains(tags_now, t))), 'lost' FROM changed
+                   NOT list_contains(tags_now, t))), 'lost' FROM _tags_changed
         UNION ALL
         SELECT $snap, $run, NULL, tag_id, 'tag defined' FROM (
             SELECT tag_id FROM profile.tag_catalog EXCEPT SELECT tag_id FROM _previous_catalog)
