@@ -1,6 +1,7 @@
 """Reading exports into raw and typing them in staging: encodings, layouts, rejects, accounting."""
 
 import datetime as dt
+import json
 from pathlib import Path
 
 import fastexcel
@@ -14,7 +15,14 @@ from transforms.readers import (
     file_sha256,
     read_header,
 )
-from transforms.staging import build_staging, ensure_staging_schema
+from transforms.schema import ENTITIES
+from transforms.sql import optimizer_off
+from transforms.staging import (
+    build_staging,
+    build_value_maps,
+    ensure_staging_schema,
+    staged_rows_sql,
+)
 from transforms.xlsx_header import xlsx_header
 
 CRM_MAP = {"customer_code": "客户编号", "name": "客户名称", "phone": "手机", "email": "邮箱",
@@ -124,6 +132,39 @@ def test_staging_accounting_balances_per_file(wh, workdir):
     staged = dict(wh.execute("SELECT customer_code, phone FROM staging.crm_customers").fetchall())
     assert staged["KH001"] == staged["KH009"] == "+8613800138000"
     assert staged["KH003"] == "+861062345678"
+
+
+def test_staging_hashes_the_value_maps_not_the_raw_rows(wh):
+    """Every join of the staging query hashes a value map. DuckDB otherwise swaps sides where it
+    estimates the raw rows fewer (the required-field filter), and at 4.8M WeChat events hashing
+    the whole raw rows ran out of memory. Here every value is distinct, as order ids are."""
+    wh.execute("""INSERT INTO raw.wechat_events (openid, event_type, event_at, order_id, amount,
+                                                 _row_number)
+        SELECT 'o' || i, 'order', CASE WHEN i % 500 = 0 THEN 'not a time'
+                                       ELSE (TIMESTAMP '2026-01-01' + INTERVAL (i) MINUTE)::VARCHAR END,
+               'SO' || i, (i % 997)::VARCHAR, i FROM range(20000) t(i)""")
+    entity = ENTITIES["wechat_events"]
+    rows = "SELECT *, rowid AS _raw_position FROM raw.wechat_events"
+    sql = staged_rows_sql(entity, rows, build_value_maps(wh, entity, rows, {}))
+
+    def hashed_sides() -> list[tuple[str, str]]:
+        plan = json.loads(wh.execute(f"EXPLAIN (FORMAT json) {sql}").fetchall()[0][1])
+        joins, todo = [], list(plan)
+        while todo:
+            node = todo.pop()
+            if node["name"] == "HASH_JOIN":
+                build = node["children"][1]
+                joins.append((node["extra_info"]["Join Type"],
+                              build.get("extra_info", {}).get("Table", build["name"])))
+            todo.extend(node["children"])
+        return joins
+
+    with optimizer_off(wh, "build_side_probe_side"):
+        joins = hashed_sides()
+        assert wh.execute(f"SELECT count(*) FROM ({sql})").fetchall() == [(19960,)]
+    assert len(joins) == len(entity.fields)
+    assert all(kind == "LEFT" and "_value_map_" in table for kind, table in joins)
+    assert wh.execute("SELECT current_setting('disabled_optimizers')").fetchall() == [("",)]
 
 
 def test_staging_parses_only_new_files_and_matches_a_full_rebuild(wh, workdir, tmp_path):

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 
 def quote_ident(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
@@ -30,3 +33,16 @@ def table_exists(con, schema: str, table: str) -> bool:
 def describe(con, relation: str) -> dict[str, str]:
     """Column → type of a table or a SELECT, in order."""
     return {name: str(dtype) for name, dtype, *_ in con.execute(f"DESCRIBE {relation}").fetchall()}
+
+
+@contextmanager
+def optimizer_off(con, name: str) -> Iterator[None]:
+    """Run the block with one DuckDB optimizer disabled. The setting is global to the DuckDB
+    instance (every cursor of the run shares it), so it is put back afterwards."""
+    before = fetch_scalar(con, "SELECT current_setting('disabled_optimizers')") or ""
+    disabled = ",".join(n for n in (before, name) if n)
+    con.execute(f"SET disabled_optimizers = {quote_literal(disabled)}")
+    try:
+        yield
+    finally:
+        con.execute(f"SET disabled_optimizers = {quote_literal(before)}")

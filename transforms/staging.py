@@ -19,7 +19,7 @@ import pyarrow as pa
 
 from transforms.normalize import normalise_phones
 from transforms.schema import ENTITIES, Entity, Field
-from transforms.sql import fetch_scalar, quote_ident, quote_literal, table_exists
+from transforms.sql import fetch_scalar, optimizer_off, quote_ident, quote_literal, table_exists
 
 SQL_TYPES = {
     "text": "VARCHAR", "code": "VARCHAR", "name": "VARCHAR", "phone": "VARCHAR",
@@ -166,21 +166,16 @@ def build_staging(con, entity_name: str, mapping: dict[str, str] | None = None,
     # Each field's distinct raw values are parsed once (value_map → parsed value, error) and
     # joined back: exports repeat values (categories, prices, dates), and the macros cost about
     # a microsecond a value, so this is several times faster than parsing every row.
-    maps = _build_value_maps(con, entity, new_rows, units)
-    select, joins = [], []
-    for i, f in enumerate(entity.fields):
-        select.append(f"m{i}.parsed AS {quote_ident(f.name)}")
-        joins.append(f"LEFT JOIN {maps[f.name]} m{i} ON m{i}.value IS NOT DISTINCT FROM "
-                     f"r.{quote_ident(f.name)}")
-    required = [i for i, f in enumerate(entity.fields) if f.required]
-    rejected = " OR ".join(f"m{i}.error IS NOT NULL" for i in required) or "false"
-    good = f"""SELECT {', '.join(select)}, _source_file, _row_number, _file_sha256, _loaded_at
-        FROM ({new_rows}) r {' '.join(joins)}
-        WHERE NOT ({rejected}) ORDER BY r._raw_position"""
-    if full:
-        con.execute(f"CREATE OR REPLACE TABLE staging.{entity_name} AS {good}")
-    else:
-        con.execute(f"INSERT INTO staging.{entity_name} {good}")
+    maps = build_value_maps(con, entity, new_rows, units)
+    good = staged_rows_sql(entity, new_rows, maps)
+    # Each value map must be the hashed (build) side: DuckDB swaps a join's sides when it
+    # estimates the other smaller, and the required-field filter made it estimate a few thousand
+    # rows, so it hashed 4.8M whole raw WeChat events instead and ran out of its 4 GB.
+    with optimizer_off(con, "build_side_probe_side"):
+        if full:
+            con.execute(f"CREATE OR REPLACE TABLE staging.{entity_name} AS {good}")
+        else:
+            con.execute(f"INSERT INTO staging.{entity_name} {good}")
     rows_parsed = fetch_scalar(con, f"SELECT count(*) FROM ({new_rows})")
 
     def issue_rows(fields: list[Field]) -> str:
@@ -247,7 +242,23 @@ def build_staging(con, entity_name: str, mapping: dict[str, str] | None = None,
     )
 
 
-def _build_value_maps(con, entity: Entity, rows: str, units: dict[str, str]) -> dict[str, str]:
+def staged_rows_sql(entity: Entity, rows: str, maps: dict[str, str]) -> str:
+    """The SELECT of the staged rows: ``rows`` joined to each field's value map, in load
+    order, without the rows whose required fields failed. Run it with DuckDB's join side swap
+    off (see build_staging; tests/test_ingest.py checks the plan)."""
+    select, joins = [], []
+    for i, f in enumerate(entity.fields):
+        select.append(f"m{i}.parsed AS {quote_ident(f.name)}")
+        joins.append(f"LEFT JOIN {maps[f.name]} m{i} ON m{i}.value IS NOT DISTINCT FROM "
+                     f"r.{quote_ident(f.name)}")
+    errors = [f"m{i}.error" for i, f in enumerate(entity.fields) if f.required]
+    kept = f"coalesce({', '.join(errors)}) IS NULL" if errors else "true"
+    return f"""SELECT {', '.join(select)}, _source_file, _row_number, _file_sha256, _loaded_at
+        FROM ({rows}) r {' '.join(joins)}
+        WHERE {kept} ORDER BY r._raw_position"""
+
+
+def build_value_maps(con, entity: Entity, rows: str, units: dict[str, str]) -> dict[str, str]:
     """Per field, a temp table (value, parsed, error) over the distinct raw values of ``rows``:
     error is NULL when the value is fine, else the quarantine / value-issue reason."""
     maps = {}
