@@ -33,6 +33,8 @@ PROFILE_COLUMNS: dict[str, tuple[str, str]] = {
 
 
 def build_profile(con, snapshot, consent_required: bool = True) -> int:
+    """profile.customer_profile, in no particular row order: sorting the 1.3M wide rows by id
+    took about 0.9 s of a 1M night, and no reader depends on the order."""
     con.execute("CREATE SCHEMA IF NOT EXISTS profile")
     con.execute(
         """CREATE OR REPLACE TABLE profile.customer_profile AS
@@ -50,8 +52,7 @@ def build_profile(con, snapshot, consent_required: bool = True) -> int:
         JOIN features.customer_features f USING (customer_id)
         LEFT JOIN features.customer_predictions p USING (customer_id)
         LEFT JOIN profile.customer_segments s USING (customer_id)
-        LEFT JOIN profile.customer_tag_lists t USING (customer_id)
-        ORDER BY c.customer_id""",
+        LEFT JOIN profile.customer_tag_lists t USING (customer_id)""",
         {"snap": snapshot, "consent_required": consent_required},
     )
     _data_dictionary(con)
