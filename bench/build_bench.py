@@ -134,6 +134,9 @@ def main() -> None:
     try:
         if args.memory_limit:
             use_memory_limit(workdir, args.memory_limit)
+        from pipelines.config import load_config
+
+        memory_limit = load_config(None).warehouse.memory_limit  # read before workdir goes
         link_files(night1, landing)
         (landing / "ground_truth.csv").symlink_to(night1.parent / "ground_truth.csv")
         today = dt.date.today()  # night 2 is the next day, as on a schedule: windows move too
@@ -147,9 +150,6 @@ def main() -> None:
         else:
             shutil.rmtree(workdir, ignore_errors=True)
     peak_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 / 1024
-    from pipelines.config import load_config
-
-    memory_limit = load_config(None).warehouse.memory_limit
     print(f"\n{'asset':<40}{'full':>10}{'incremental':>13}")
     for step in sorted(full_steps, key=lambda k: -full_steps[k]):
         print(f"{step:<40}{full_steps[step]:>10.2f}{incr_steps.get(step, 0):>13.2f}")
