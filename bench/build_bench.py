@@ -180,7 +180,7 @@ def append_result(row: list) -> None:
     if rows[0] != RESULT_COLUMNS:
         rows = [RESULT_COLUMNS] + [old + ["4GB"] for old in rows[1:]]
     with open(results, "w", newline="") as fh:
-        csv.writer(fh).writerows(rows + [row])
+        csv.writer(fh, lineterminator="\n").writerows(rows + [row])
 
 
 if __name__ == "__main__":
