@@ -55,3 +55,21 @@ def test_without_a_previous_model_ids_follow_spend(con, tmp_path):
     spend = [r[0] for r in con.execute(
         "SELECT avg_spend_365d FROM marts.segment_summary ORDER BY segment_id").fetchall()]
     assert spend == sorted(spend, reverse=True)
+
+
+def test_segments_do_not_depend_on_the_row_order_of_the_features(con, tmp_path):
+    """Features are written unsorted: the KMeans sample (1,000 of 3,000 here) is picked by
+    hashed id, so shuffled rows give the same model and the same segment of every customer."""
+    table = customers(3_000, 0, seed=4)
+    shuffled = table.take(np.random.default_rng(5).permutation(table.num_rows))
+    con.execute("CREATE SCHEMA IF NOT EXISTS features")
+    results = []
+    for rows, models in ((table, tmp_path / "a"), (shuffled, tmp_path / "b")):
+        con.register("_generated", rows)
+        con.execute("CREATE OR REPLACE TABLE features.customer_features AS SELECT * FROM _generated")
+        con.unregister("_generated")
+        result = build_segments(con, (2, 6), 1_000, 0, models, "2026-11-20")
+        results.append((result.silhouette, con.execute(  # silhouette: of the sample itself
+            "SELECT customer_id, segment_id, segment_name FROM profile.customer_segments "
+            "ORDER BY ALL").fetchall()))
+    assert results[0] == results[1]

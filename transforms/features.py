@@ -261,7 +261,7 @@ def finish_sql(summary: str) -> str:
             SELECT * REPLACE (CASE WHEN age BETWEEN 0 AND 120 THEN age END AS age)
             FROM days JOIN ranks USING (customer_id))
         SELECT customer_id, {', '.join(_FINISHED.get(f, f) for f in FEATURES)}
-        FROM scored ORDER BY customer_id"""
+        FROM scored"""
 
 
 # Features computed in the last SELECT of finish_sql; the others are columns of ``scored``.

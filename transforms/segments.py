@@ -122,9 +122,12 @@ def build_segments(con, k_range: tuple[int, int], sample_size: int, seed: int,
     n = fetch_scalar(con, "SELECT count(*) FROM features.customer_features") or 0
     con.execute("CREATE SCHEMA IF NOT EXISTS profile")
     con.execute("CREATE SCHEMA IF NOT EXISTS marts")
+    # The same customers every night whatever the table's row order (features are written
+    # unsorted): chosen by hashed id, then in id order for KMeans.
     sample = con.sql(
-        f"SELECT {select} FROM features.customer_features "
-        f"USING SAMPLE reservoir({sample_size} ROWS) REPEATABLE ({seed})"
+        f"""SELECT {select} FROM (SELECT * FROM features.customer_features
+                                  ORDER BY hash(customer_id || '{int(seed)}') LIMIT {int(sample_size)})
+            ORDER BY customer_id"""
     ).arrow().read_all()
     x_sample = _matrix(sample)
     distinct = len(np.unique(x_sample, axis=0)) if n else 0
