@@ -25,6 +25,7 @@ def customer_features(warehouse: Warehouse) -> MaterializeResult:
     meta["customers_summarised"] = MetadataValue.int(refreshed.summarised)
     meta["summarised_everyone"] = MetadataValue.bool(refreshed.full)
     meta["summarised_because"] = MetadataValue.text(refreshed.reason)
+    meta["seconds_finishing_everyone"] = MetadataValue.float(round(refreshed.finish_seconds, 2))
     return MaterializeResult(metadata=meta)
 
 

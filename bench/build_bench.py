@@ -3,7 +3,8 @@ Dagster does on two nights: night 1 is a full rebuild from an empty warehouse ov
 except the last ``--new`` share of each file's records, as of yesterday; night 2 is an
 incremental run as of today, when those records arrive as new files (bench/nights.py). Prints per-asset wall time for both
 nights side by side, totals, peak memory and the "floor" (DuckDB reading every input once with
-one GROUP BY per file).
+one GROUP BY per file). The incremental night is also split into the time spent recomputing
+every customer's date-dependent outputs (EVERYONE) and the rest.
 
     .venv/bin/python bench/build_bench.py --persons 100000
 
@@ -91,8 +92,17 @@ def use_memory_limit(workdir: Path, memory_limit: str) -> None:
     os.environ["PROFILES_TAG_RULES"] = str(BENCH.parent / "tag_rules")
 
 
+# Steps that recompute every customer on every night, whatever changed: day counts, ranks,
+# model scores, tags, segments and the profile move with the snapshot date, and everything
+# published is rewritten. Plus the features' finish (metadata of customer_features).
+EVERYONE = ["customer_predictions", "customer_tags", "customer_segments", "customer_profile",
+            "customer_profile_profile_expectations", "profile_history", "marts",
+            "published_profile"]
+
+
 def run_build(landing: Path, workdir: Path, snapshot: dt.date
-              ) -> tuple[float, dict[str, float], dict]:
+              ) -> tuple[float, dict[str, float], dict, float]:
+    """Total seconds, seconds per step, identity's seconds per stage, features' finish."""
     os.environ["PROFILES_SNAPSHOT_DATE"] = snapshot.isoformat()
     os.environ["PROFILES_LANDING"] = str(landing)
     os.environ["PROFILES_WAREHOUSE"] = str(workdir / "warehouse" / "profiles.duckdb")
@@ -113,7 +123,9 @@ def run_build(landing: Path, workdir: Path, snapshot: dt.date
              for s in instance.get_run_step_stats(result.run_id)
              if s.start_time is not None and s.end_time is not None}
     identity = result.asset_materializations_for_node("customer_identity")[0].metadata
-    return total, steps, identity["seconds_by_step"].value
+    features = result.asset_materializations_for_node("customer_features")[0].metadata
+    return (total, steps, identity["seconds_by_step"].value,
+            features["seconds_finishing_everyone"].value)
 
 
 def main() -> None:
@@ -140,9 +152,9 @@ def main() -> None:
         link_files(night1, landing)
         (landing / "ground_truth.csv").symlink_to(night1.parent / "ground_truth.csv")
         today = dt.date.today()  # night 2 is the next day, as on a schedule: windows move too
-        full, full_steps, full_identity = run_build(landing, workdir, today - dt.timedelta(days=1))
+        full, full_steps, full_identity, _ = run_build(landing, workdir, today - dt.timedelta(days=1))
         link_files(night2, landing)
-        incremental, incr_steps, incr_identity = run_build(landing, workdir, today)
+        incremental, incr_steps, incr_identity, incr_finish = run_build(landing, workdir, today)
         floor = floor_seconds(landing)
     finally:
         if args.keep:
@@ -157,6 +169,11 @@ def main() -> None:
         print(f"{'  identity: ' + step:<40}{full_identity[step]:>10.2f}"
               f"{incr_identity.get(step, 0):>13.2f}")
     share = incremental / full
+    everyone = incr_finish + sum(incr_steps.get(step, 0) for step in EVERYONE)
+    print(f"\nincremental night: {everyone:.1f}s ({everyone / full:.1%} of full) recomputing "
+          f"every customer's date-dependent outputs (features finish {incr_finish:.1f}s and the "
+          f"EVERYONE steps), {incremental - everyone:.1f}s ({(incremental - everyone) / full:.1%}"
+          f") the rest")
     print(f"\npersons {args.persons}, cores {os.cpu_count()}: full rebuild {full:.1f}s, "
           f"incremental night ({args.new:.0%} new records) {incremental:.1f}s = {share:.1%} of "
           f"full; floor {floor:.1f}s, full/floor {full / floor:.1f}, incremental/floor "
@@ -164,21 +181,24 @@ def main() -> None:
           f"{memory_limit})")
     append_result([dt.date.today().isoformat(), args.persons, os.cpu_count(), args.new,
                    round(full, 1), round(incremental, 1), round(share, 3), round(floor, 1),
-                   round(full / floor, 1), round(peak_gb, 2), memory_limit])
+                   round(full / floor, 1), round(peak_gb, 2), memory_limit, round(everyone, 1)])
 
 
 RESULT_COLUMNS = ["date", "persons", "cores", "new_share", "full_s", "incremental_s",
-                  "incremental_of_full", "floor_s", "full_to_floor", "peak_gb", "memory_limit"]
+                  "incremental_of_full", "floor_s", "full_to_floor", "peak_gb", "memory_limit",
+                  "incremental_everyone_s"]
 
 
 def append_result(row: list) -> None:
-    """One row in bench/results/nightly.csv. Rows from before the memory_limit column ran
-    with the 4GB default; they gain it."""
+    """One row in bench/results/nightly.csv. Older rows gain the columns added since: rows
+    from before memory_limit ran with the 4GB default; incremental_everyone_s is unknown."""
     results = BENCH / "results" / "nightly.csv"
     results.parent.mkdir(exist_ok=True)
     rows = list(csv.reader(results.open(newline=""))) if results.exists() else [RESULT_COLUMNS]
     if rows[0] != RESULT_COLUMNS:
-        rows = [RESULT_COLUMNS] + [old + ["4GB"] for old in rows[1:]]
+        defaults = {"memory_limit": "4GB"}
+        rows = [RESULT_COLUMNS] + [
+            old + [defaults.get(c, "") for c in RESULT_COLUMNS[len(old):]] for old in rows[1:]]
     with open(results, "w", newline="") as fh:
         csv.writer(fh, lineterminator="\n").writerows(rows + [row])
 

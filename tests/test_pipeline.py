@@ -296,6 +296,7 @@ def test_nightly_features_summarise_only_changed_customers_and_equal_a_full_buil
     snapshot = dt.date(2026, 11, 20)
     nothing = refresh_features(con, snapshot, max_changed_share=1.0)
     assert (nothing.full, nothing.summarised) == (False, 0)
+    assert nothing.finish_seconds > 0  # the day counts and ranks are still finished for everyone
 
     def differences(day):
         build_features(con, day, "features.everyone")

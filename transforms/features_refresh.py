@@ -17,6 +17,7 @@ when the date went back, or when more than ``max_changed_share`` of customers ch
 from __future__ import annotations
 
 import datetime as dt
+import time
 from dataclasses import dataclass
 
 from transforms.features import finish, summary_sql
@@ -71,6 +72,7 @@ class FeatureRefresh:
     summarised: int  # customers whose summary was computed this run
     full: bool
     reason: str  # why everyone was summarised, or what the changed customers were
+    finish_seconds: float = 0.0  # day counts and ranks, recomputed for everyone every run
 
 
 def ensure_state(con) -> None:
@@ -117,14 +119,16 @@ def refresh_features(con, snapshot: dt.date, full: bool = False,
         summarised = fetch_scalar(con, """SELECT count(*) FROM core.customers
             WHERE customer_id IN (SELECT customer_id FROM _changed)""")
         reason = f"{changed} customers with changed inputs or a fact on a moved window edge"
+    started = time.perf_counter()
     finish(con, snapshot, "features.customer_summary", "features.customer_features")
+    finish_seconds = time.perf_counter() - started
     con.execute("CREATE OR REPLACE TABLE features.customer_inputs AS SELECT * FROM _inputs")
     con.execute("DELETE FROM features.summary_state")
     con.execute("INSERT INTO features.summary_state VALUES (?, ?, now())",
                 [SUMMARY_VERSION, snapshot])
     con.execute("DROP TABLE IF EXISTS _changed")
     con.execute("DROP TABLE _inputs")
-    return FeatureRefresh(customers, summarised, full_run, reason)
+    return FeatureRefresh(customers, summarised, full_run, reason, finish_seconds)
 
 
 def _full_reason(con, state, snapshot: dt.date, full: bool) -> str:
