@@ -6,7 +6,7 @@ writes to the working file. Within a run the resource keeps one DuckDB instance 
 first asset to the end of the run, and each asset gets its own connection to it (its temp
 tables and macros are its own, as before): reopening the file for every asset reloaded the
 catalog and read back into fresh memory the blocks the previous asset had just written, about
-5 s of a 1M-customer night (see README, Performance).
+5 s of a 1M-customer night (see bench/HISTORY.md).
 """
 
 from __future__ import annotations
