@@ -1,10 +1,11 @@
 """Benchmark: generate N persons of exports (cached), then run the nightly job exactly as
 Dagster does on two nights: night 1 is a full rebuild from an empty warehouse over every export
 except the last ``--new`` share of each file's records, as of yesterday; night 2 is an
-incremental run as of today, when those records arrive as new files (bench/nights.py). Prints per-asset wall time for both
-nights side by side, totals, peak memory and the "floor" (DuckDB reading every input once with
-one GROUP BY per file). The incremental night is also split into the time spent recomputing
-every customer's date-dependent outputs (EVERYONE) and the rest.
+incremental run as of today, when those records arrive as new files (bench/nights.py).
+Prints per-asset wall time for both nights side by side, totals, peak memory and the "floor"
+(DuckDB reading every input once with one GROUP BY per file). The incremental night is also
+split into the time spent recomputing every customer's date-dependent outputs (EVERYONE) and
+the rest.
 
     .venv/bin/python bench/build_bench.py --persons 100000
 
