@@ -10,6 +10,7 @@ from pipelines.faults import crash_point
 from pipelines.resources import Warehouse
 from transforms.export import (
     commit_exports,
+    contract_select,
     load_contract,
     prune_exports,
     recover_exports,
@@ -38,15 +39,20 @@ EXPORTS = {
 ROWS_PER_CUSTOMER = {"customer_tags"}  # exports whose customer keys are hashed once per customer
 
 
-def export_selects(con, salt: str | None) -> dict[str, str]:
-    """The SELECT of each export: PII masked when a salt is given; the snapshot date is the
-    partition folder, not a column (readers would see it twice)."""
+def export_selects(con, salt: str | None, contract: dict | None = None) -> dict[str, str]:
+    """The SELECT of each export: PII masked when a salt is given, then typed by the contract
+    (``contract`` or, with a salt, the committed one: the contract describes masked exports)
+    and text neutralised for spreadsheets (transforms/export.py: contract_select). The snapshot
+    date is the partition folder, not a column (readers would see it twice)."""
+    if contract is None and salt is not None:
+        contract = load_contract()
     selects = {}
     for name, table in EXPORTS.items():
         columns = [c for c in describe(con, table) if c != "snapshot_date"]
-        selects[name] = (masked_select(columns, table, salt, name in ROWS_PER_CUSTOMER)
-                         if salt is not None else
-                         f"SELECT {', '.join(map(quote_ident, columns))} FROM {table}")
+        sql = (masked_select(columns, table, salt, name in ROWS_PER_CUSTOMER)
+               if salt is not None else
+               f"SELECT {', '.join(map(quote_ident, columns))} FROM {table}")
+        selects[name] = contract_select(name, sql, describe(con, sql), contract)
     return selects
 
 
