@@ -121,11 +121,14 @@ def cmd_score(args) -> int:
     con = open_warehouse(cfg, read_only=True)
     try:
         score = score_identity(con, truth)
+    except ValueError as exc:  # a truth file without source, source_key or person_id
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     finally:
         con.close()
     print(f"identity resolution against {truth}")
-    for name, value in score.as_dict().items():
-        print(f"  {name:<24}{value}")
+    for name, value in vars(score).items():  # every figure, also those not measured
+        print(f"  {name:<24}{'n/a (no evidence column)' if value is None else value}")
     return 0
 
 

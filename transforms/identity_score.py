@@ -1,4 +1,4 @@
-"""Score identity resolution against a ground truth (source, source_key, person_id, evidence).
+"""Score identity resolution against a ground truth (source, source_key, person_id[, evidence]).
 
 Pairwise measures count record pairs: predicted pairs share a customer_id, true pairs share a
 person_id. They are computed from group counts (n·(n-1)/2 per group), never by listing every
@@ -9,7 +9,9 @@ A true pair is *findable* when its two records are connected through pairs that 
 a strong key (phone, email, unionid, crm_ref) or a name together with a birth date, city or
 address. A follower with no bound phone, no unionid and a nickname like 快乐每一天 shares no
 evidence with anyone: no matcher can find it, so recall is reported overall and on findable
-pairs.
+pairs. The evidence column (``phone|name|city``) is optional: a plain truth file of
+``source, source_key, person_id`` is scored too, and its findable-pair figures are None (absent
+from ``as_dict``), not 0 or 1.0, for nothing says which pairs could be found.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import numpy as np
 
 from transforms.clusters import components
 from transforms.readers import file_sha256
-from transforms.sql import fetch_scalar, quote_literal, table_exists
+from transforms.sql import describe, fetch_scalar, quote_literal, table_exists
 
 STRONG_EVIDENCE = ("phone", "email", "unionid", "crm_ref")
 NAME_SUPPORT = ("birth_date", "city", "address")
@@ -39,15 +41,17 @@ class IdentityScore:
     precision: float
     recall: float
     f1: float
-    findable_pairs: int
-    findable_found: int
-    recall_findable: float
+    findable_pairs: int | None  # None: the truth has no evidence column
+    findable_found: int | None
+    recall_findable: float | None
     exact_clusters: float  # share of persons whose records form exactly one whole customer
     split_persons: int  # persons spread over more than one customer
     merged_customers: int  # customers holding records of more than one person
 
     def as_dict(self) -> dict:
-        return asdict(self)
+        """The figures measured: without an evidence column the findable ones are absent, so
+        the run's metadata and identity.latest_score (read by the run summary) omit them."""
+        return {k: v for k, v in asdict(self).items() if v is not None}
 
 
 def _ratio(a: int, b: int) -> float:
@@ -55,58 +59,82 @@ def _ratio(a: int, b: int) -> float:
 
 
 # Bump when the evidence rules (STRONG_EVIDENCE, NAME_SUPPORT) or the cached columns change.
-_TRUTH_CACHE_VERSION = "1"
+_TRUTH_CACHE_VERSION = "2"
+TRUTH_COLUMNS = ("source", "source_key", "person_id")  # required; "evidence" is optional
 
 
-def load_truth(con, path: Path) -> None:
+def load_truth(con, path: Path) -> bool:
     """_truth: the ground truth's records, numbered (i), each with the key the customer map
-    holds (CRM / ERP codes are normalised in staging: upper case, no spaces; openids are not)."""
+    holds (CRM / ERP codes are normalised in staging: upper case, no spaces; openids are not).
+    Returns whether the file has an evidence column (without one, evidence is an empty list)."""
+    source = f"read_csv({quote_literal(str(path))}, header = true, all_varchar = true)"
+    columns = describe(con, f"SELECT * FROM {source}")
+    missing = [c for c in TRUTH_COLUMNS if c not in columns]
+    if missing:
+        raise ValueError(f"{path}: ground truth lacks column(s) {', '.join(missing)} (has "
+                         f"{', '.join(columns)}; needs source, source_key, person_id and "
+                         "optionally evidence)")
+    has_evidence = "evidence" in columns
+    evidence = ("string_split(coalesce(evidence, ''), '|')" if has_evidence
+                else "[]::VARCHAR[]")
     con.execute(
         f"""CREATE OR REPLACE TEMP TABLE _truth AS
         SELECT row_number() OVER () - 1 AS i, source,
                CASE WHEN source = 'wechat' THEN source_key
                     ELSE upper(replace(trim(source_key), ' ', '')) END AS source_key,
-               person_id, string_split(coalesce(evidence, ''), '|') AS evidence
-        FROM read_csv({quote_literal(str(path))}, header = true, all_varchar = true)"""
+               person_id, {evidence} AS evidence
+        FROM {source}"""
     )
+    return has_evidence
 
 
-def truth_records(con, path: Path, cache: bool) -> str:
+def truth_records(con, path: Path, cache: bool) -> tuple[str, bool]:
     """The table of the truth's records with their evidence component (records of one person
-    connected through evidence-sharing pairs, see _register_components). With ``cache`` it is
+    connected through evidence-sharing pairs, see _register_components; NULL without an
+    evidence column), and whether the truth has evidence. With ``cache`` it is
     identity.truth_records, computed once per content of the file (a night reuses it: the
     truth rarely changes, the customer map does); otherwise a temp table."""
     digest = f"{_TRUTH_CACHE_VERSION}:{file_sha256(path)}" if cache else None
-    if cache and table_exists(con, "identity", "truth_state") and fetch_scalar(
-            con, "SELECT count(*) FROM identity.truth_state WHERE digest = ?", [digest]):
-        return "identity.truth_records"
+    if cache and table_exists(con, "identity", "truth_state"):
+        # SELECT *: a warehouse cached by version 1 has no has_evidence (nor a matching digest)
+        cached = con.execute("SELECT * FROM identity.truth_state WHERE digest = ?",
+                             [digest]).fetchall()
+        if cached:
+            return "identity.truth_records", cached[0][1]
     if cache:
         con.execute("CREATE SCHEMA IF NOT EXISTS identity")
         con.execute("DROP TABLE IF EXISTS identity.truth_state")  # stale until rebuilt below
-    load_truth(con, path)
-    _register_components(con, "_truth")
+    has_evidence = load_truth(con, path)
     table = "identity.truth_records" if cache else "_truth_records"
-    con.execute(f"""CREATE OR REPLACE {'TABLE' if cache else 'TEMP TABLE'} {table} AS
-        SELECT t.*, k.component FROM _truth t JOIN _component k USING (i)""")
-    con.unregister("_component")
+    if has_evidence:
+        _register_components(con, "_truth")
+        con.execute(f"""CREATE OR REPLACE {'TABLE' if cache else 'TEMP TABLE'} {table} AS
+            SELECT t.*, k.component FROM _truth t JOIN _component k USING (i)""")
+        con.unregister("_component")
+    else:
+        con.execute(f"""CREATE OR REPLACE {'TABLE' if cache else 'TEMP TABLE'} {table} AS
+            SELECT t.*, NULL::BIGINT AS component FROM _truth t""")
     con.execute("DROP TABLE _truth")
     if cache:
-        con.execute("CREATE OR REPLACE TABLE identity.truth_state AS SELECT ?::VARCHAR AS digest",
-                    [digest])
-    return table
+        con.execute("CREATE OR REPLACE TABLE identity.truth_state AS "
+                    "SELECT ?::VARCHAR AS digest, ?::BOOLEAN AS has_evidence",
+                    [digest, has_evidence])
+    return table, has_evidence
 
 
 def score_identity(con, truth_path: Path, customer_map: str = "identity.customer_map",
                    cache: bool = False) -> IdentityScore:
-    truth = truth_records(con, truth_path, cache)
+    truth, has_evidence = truth_records(con, truth_path, cache)
     # Only what the counts need: the evidence lists stay in the truth table (joined back for
     # the few persons with an unmapped record); copying them made this step 1.5 times slower.
     con.execute(f"""CREATE OR REPLACE TEMP TABLE _scored AS
         SELECT t.i, t.person_id, t.component, m.customer_id
         FROM {truth} t LEFT JOIN {customer_map} m USING (source, source_key)""")
     unmapped = fetch_scalar(con, "SELECT count(*) FROM _scored WHERE customer_id IS NULL")
-    if unmapped:
+    if unmapped and has_evidence:
         _without_unmapped(con, truth)
+    elif unmapped:  # no components to recompute
+        con.execute("DELETE FROM _scored WHERE customer_id IS NULL")
     pairs = con.execute(
         """WITH by_customer AS (SELECT count(*) AS n FROM _scored GROUP BY customer_id),
                 by_person AS (SELECT count(*) AS n FROM _scored GROUP BY person_id),
@@ -141,8 +169,9 @@ def score_identity(con, truth_path: Path, customer_map: str = "identity.customer
         predicted_pairs=predicted, true_pairs=true, correct_pairs=correct,
         precision=precision, recall=recall,
         f1=round(2 * precision * recall / (precision + recall), 4) if precision + recall else 0.0,
-        findable_pairs=findable, findable_found=found,
-        recall_findable=_ratio(found, findable),
+        findable_pairs=findable if has_evidence else None,
+        findable_found=found if has_evidence else None,
+        recall_findable=_ratio(found, findable) if has_evidence else None,
         exact_clusters=_ratio(exact, persons), split_persons=split, merged_customers=merged,
     )
 
