@@ -231,14 +231,20 @@ def finish_sql(summary: str) -> str:
             SELECT s.* EXCLUDE (birth_date, first_seen_date, last_followup_date,
                                 stage_entered_date, subscribed_date),
                    floor(datediff('day', birth_date, $snap::DATE) / 365.25)::INT AS age,
-                   datediff('day', first_seen_date, $snap::DATE) AS tenure_days,
+                   -- Day counts from dates the summary does not cut at the snapshot (first
+                   -- seen, subscribed) are NULL for a date after it, never negative: staging
+                   -- lets a date through up to values.future_days ahead, and a backfill's
+                   -- snapshot can be older than rows staged since.
+                   CASE WHEN first_seen_date <= $snap::DATE
+                        THEN datediff('day', first_seen_date, $snap::DATE) END AS tenure_days,
                    datediff('day', first_order_date, $snap::DATE) AS days_since_first_order,
                    datediff('day', last_order_date, $snap::DATE) AS recency_days,
                    datediff('day', last_order_date, $snap::DATE)
                        / nullif(median_days_between_orders, 0) AS overdue_ratio,
                    datediff('day', last_followup_date, $snap::DATE) AS days_since_followup,
                    datediff('day', stage_entered_date, $snap::DATE) AS days_in_stage,
-                   CASE WHEN wechat_subscribed THEN datediff('day', subscribed_date, $snap::DATE)
+                   CASE WHEN wechat_subscribed AND subscribed_date <= $snap::DATE
+                        THEN datediff('day', subscribed_date, $snap::DATE)
                         END AS days_since_subscribe
             FROM {summary} s),
         -- The window functions see only the columns they rank by: over the whole row they
