@@ -108,6 +108,50 @@ class PrivacyConfig(_Strict):
     consent_required: bool = True
 
 
+class ValueRulesConfig(_Strict):
+    """Values that parse but cannot be true, checked in staging (transforms.staging.ValueRules).
+    A required field breaking a rule quarantines its row; an optional one follows the rule's
+    action: ``null`` (the field is NULL and the value listed in staging.value_issues) or
+    ``quarantine`` (the row goes to staging.quarantine). Changing a setting restages."""
+
+    # Dates and times (every date / timestamp field) later than the snapshot date + this many
+    # days are in the future. 1: an export written after midnight, or in another time zone,
+    # may carry tomorrow's date. A night judges only its new files: a date it rejects stays
+    # NULL on later nights, when it may no longer be in the future, until a --full restage.
+    future_days: int = Field(1, ge=0)
+    on_future: Literal["null", "quarantine"] = "null"
+    # A birth date implying an age (whole years at the snapshot date) outside this range. At
+    # most 0..120: features never publish an age outside it, and the profile check blocks it.
+    age_min: int = Field(0, ge=0, le=120)
+    age_max: int = Field(120, ge=0, le=120)
+    on_age: Literal["null", "quarantine"] = "null"
+    # |amount| in yuan (after fen → yuan) of every amount field: order line amount and unit
+    # price, opportunity amount, WeChat mall order. The core check on order lines keeps its
+    # own quality.max_line_amount (same default), which staging now enforces first.
+    max_amount: float = Field(10_000_000, gt=0)
+    on_amount: Literal["null", "quarantine"] = "null"
+    # |quantity| of an order line or WeChat mall order.
+    max_quantity: int = Field(1_000_000, ge=1)
+    on_quantity: Literal["null", "quarantine"] = "null"
+
+    @field_validator("on_future", "on_age", "on_amount", "on_quantity", mode="before")
+    @classmethod
+    def _yaml_null(cls, action: object) -> object:
+        return "null" if action is None else action  # YAML reads a bare null as None
+
+    @model_validator(mode="after")
+    def _age_range(self) -> ValueRulesConfig:
+        if self.age_min > self.age_max:
+            raise ValueError(f"age_min ({self.age_min}) is above age_max ({self.age_max})")
+        return self
+
+    def rules(self, snapshot: dt.date):
+        """The staging rules for a run with this snapshot date."""
+        from transforms.staging import ValueRules
+
+        return ValueRules(snapshot=snapshot, **self.model_dump())
+
+
 class ScheduleConfig(_Strict):
     cron: str = "0 2 * * *"
     timezone: str = "Asia/Shanghai"
@@ -224,6 +268,7 @@ class ProfilesConfig(_Strict):
     quality: QualityConfig = QualityConfig()
     history: HistoryConfig = HistoryConfig()
     privacy: PrivacyConfig = PrivacyConfig()
+    values: ValueRulesConfig = ValueRulesConfig()  # values that cannot be true (staging)
     sources: dict[str, SourceConfig]
 
     # Set by load_config: where the file is, to resolve relative paths.

@@ -78,7 +78,10 @@ def register_normalizers(con, nullish: list[str] | None = None, timezone: str = 
             END)[1]""",
         """parse_timestamp_checked(s) AS list_transform([parse_timestamp(s)], lambda _t:
             CASE WHEN year(_t) BETWEEN 1900 AND 2100 THEN _t END)[1]""",
-        "parse_date(s) AS parse_timestamp_checked(s)::DATE",
+        # Dates (birth dates) from 1800: an implausible age is a staging rule (ValueRules) with
+        # its own reason, not "cannot parse"; placeholder years (0001-01-01) still fail.
+        """parse_date(s) AS list_transform([parse_timestamp(s)], lambda _t:
+            CASE WHEN year(_t) BETWEEN 1800 AND 2100 THEN _t::DATE END)[1]""",
         # ¥1,234.50 / -¥1.00 / 12,000元 / (12.00) → DECIMAL yuan
         r"""parse_amount(s) AS list_transform(
             [regexp_replace(clean(s), '[¥￥,，元\s]|RMB|CNY', '', 'gi')], lambda _a: CASE
