@@ -1,6 +1,6 @@
 """Values that cannot be true are not published as facts (issue 25, item 4): future dates,
-impossible ages, amounts and quantities beyond their bounds, duplicate keys within one file.
-Real DuckDB, hand-made exports, exact rows out."""
+impossible ages, amounts and quantities beyond their bounds, duplicate keys within one file,
+control characters in text. Real DuckDB, hand-made exports, exact rows out."""
 
 import datetime as dt
 
@@ -157,6 +157,37 @@ def test_duplicate_customer_code_in_one_crm_file_is_listed(wh, tmp_path):
                           (str(path), 4, "customer_code", "客户编号", "KH1", reason)]
     assert wh.execute(f"SELECT customer_code, name FROM ({current_rows_sql('crm_customers')}) "
                       "ORDER BY 1").fetchall() == [("KH1", "张伟"), ("KH2", "李娜")]
+
+
+def test_control_characters_are_stripped_and_listed(wh, tmp_path):
+    path = tmp_path / "customers.csv"
+    name = "张\x00伟\x1b[31m\x07\u202e"
+    stats = stage(wh, path, "crm_customers", CRM, "客户编号,客户名称,出生日期,创建时间\n"
+                  f"KH1,{name},,\nKH2,李娜,,\n"
+                  "KH\u200b3,\x1b]0;x\x07Wang\u2066 Fang\u2069,,\n"  # a required code: cleaned, kept
+                  "KH4,李\t娜,,\n")  # a tab is whitespace, not a control character
+    assert (stats.rows_staged, stats.rows_quarantined) == (4, 0)
+    assert wh.execute("SELECT customer_code, name FROM staging.crm_customers ORDER BY 1"
+                      ).fetchall() == [("KH1", "张伟"), ("KH2", "李娜"), ("KH3", "Wang Fang"),
+                                       ("KH4", "李娜")]
+    removed = "control characters removed"
+    assert issues(wh) == [
+        (str(path), 2, "name", "客户名称", name, removed),
+        (str(path), 4, "customer_code", "客户编号", "KH\u200b3", removed),
+        (str(path), 4, "name", "客户名称", "\x1b]0;x\x07Wang\u2066 Fang\u2069", removed)]
+
+
+@pytest.mark.parametrize("raw, expected", [
+    ("a\x7fb\x85c", "abc"),  # DEL, C1 (NEL)
+    ("\ufeffKH1", "KH1"),  # a BOM inside a value
+    ("Zhang\u200bWei", "ZhangWei"),  # zero-width space: no space either
+    ("\x1b[1;31mred\x1b[0m", "red"),  # whole ANSI sequences
+    ("\u202aabc\u202c", "abc"),  # bidi embedding
+    ("\x00", None),  # nothing left: NULL
+])
+def test_clean_removes_control_characters(con, raw, expected):
+    assert con.execute("SELECT clean(?), has_controls(?)", [raw, raw]).fetchall() == [
+        (expected, True)]
 
 
 def test_optional_field_rule_can_quarantine_instead(wh, tmp_path):

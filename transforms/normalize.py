@@ -4,6 +4,9 @@ Python-only steps that run on *distinct* values only (phonenumbers for non-mobil
 ``register_normalizers(con, nullish)`` must be called on a connection before staging SQL runs.
 Every ``parse_*`` macro returns NULL when its input cannot be read; staging compares with the
 cleaned input to tell "empty" from "unparseable".
+
+Every macro starts from ``clean``, which removes control characters (see CONTROL_CHARS) before
+anything else; ``has_controls`` tells staging which raw values had some, so it can list them.
 """
 
 from __future__ import annotations
@@ -39,6 +42,19 @@ TIMESTAMP_FORMATS = [
 
 _ADDRESS_PREFIX = r"^(\p{Han}{2,7}?(?:省|自治区))?(\p{Han}{2,6}?市)?"
 
+# Characters no export value should carry, removed by clean() (RE2 classes): C0 controls other
+# than tab, line feed and carriage return (those are whitespace: a CRLF line break in a remark
+# is not an attack), DEL, C1 controls, zero-width characters U+200B-U+200F, bidi embeddings and
+# overrides U+202A-U+202E and isolates U+2066-U+2069, and U+FEFF (a BOM inside a value).
+CONTROL_CHARS = (r"[\x00-\x08\x0B\x0C\x0E-\x1F\x7F-\x{9F}\x{200B}-\x{200F}\x{202A}-\x{202E}"
+                 r"\x{2066}-\x{2069}\x{FEFF}]")
+# ANSI / VT100 escape sequences are removed whole (ESC[31m, not just the ESC): CSI (ESC [ or
+# the C1 CSI U+009B, parameters, final byte) and OSC (ESC ] ... BEL or ESC backslash).
+ANSI_SEQUENCES = (r"(?:\x1B\[|\x{9B})[0-?]*[ -/]*[@-~]|\x1B\][^\x07\x1B]*(?:\x07|\x1B\\)")
+
+# Full-width forms or control characters: what tidy() has work to do for.
+_RARE = CONTROL_CHARS[:-1] + r"\x{FF01}-\x{FF5E}\x{3000}]"
+
 DEFAULT_NULLISH = ["无", "-", "--", "—", "n/a", "na", "null", "none", "nil", "空", "/", "未填写", "#n/a"]
 
 
@@ -55,9 +71,17 @@ def register_normalizers(con, nullish: list[str] | None = None, timezone: str = 
         # translate() costs ~5 µs a value: run it only on the few values with full-width forms.
         f"""halfwidth(s) AS CASE WHEN regexp_matches(s, '[\\x{{FF01}}-\\x{{FF5E}}\\x{{3000}}]')
             THEN translate(s, {quote_literal(_FULL)}, {quote_literal(_HALF)}) ELSE s END""",
-        # clean: what every field type starts from: folded, trimmed, null-ish strings → NULL.
+        f"has_controls(s) AS regexp_matches(s, {quote_literal(CONTROL_CHARS)})",
+        f"""strip_controls(s) AS regexp_replace(regexp_replace(s, {quote_literal(ANSI_SEQUENCES)},
+            '', 'g'), {quote_literal(CONTROL_CHARS)}, '', 'g')""",
+        # One test for both rare cases (full-width forms, control characters), so a plain value
+        # costs one regexp_matches as before; the rare ones are stripped, then folded.
+        f"""tidy(s) AS CASE WHEN regexp_matches(s, {quote_literal(_RARE)})
+            THEN halfwidth(strip_controls(s)) ELSE s END""",
+        # clean: what every field type starts from: control characters removed, folded,
+        # trimmed, null-ish strings → NULL.
         f"""clean(s) AS list_transform(
-            [trim(regexp_replace(halfwidth(s::VARCHAR), '[\\s\\x{{200B}}\\x{{FEFF}}]+', ' ', 'g'))],
+            [trim(regexp_replace(tidy(s::VARCHAR), '\\s+', ' ', 'g'))],
             lambda _t: CASE WHEN _t = '' OR lower(_t) IN ({nullish_sql}) THEN NULL ELSE _t END)[1]""",
         "clean_code(s) AS upper(replace(clean(s), ' ', ''))",
         # Han names: spaces are typing noise (张 伟 = 张伟); Latin names keep one space between words.
