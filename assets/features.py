@@ -32,7 +32,9 @@ def customer_features(warehouse: Warehouse) -> MaterializeResult:
 @asset(group_name="features", kinds={"duckdb", "sklearn"}, deps=["customer_features"],
        description="features.customer_predictions: churn probability (no purchase in the next "
                    "90 days) and predicted net spend in the next 365 days, from gradient "
-                   "boosting trained on features as of past cutoffs; NULL when history is short.")
+                   "boosting trained on features as of past cutoffs; NULL when a model is not "
+                   "published (history short, labels too few, no better than its naive "
+                   "baseline, or failed), with the reason in the metadata.")
 def customer_predictions(context: AssetExecutionContext, warehouse: Warehouse) -> MaterializeResult:
     cfg = warehouse.config
     snapshot = cfg.resolved_snapshot_date()
@@ -41,10 +43,14 @@ def customer_predictions(context: AssetExecutionContext, warehouse: Warehouse) -
                                     retrain=warehouse.full_rebuild)
         meta = table_metadata(con, "features.customer_predictions")
     for r in reports:
-        if not r.trained:
-            context.log.warning(f"{r.name} model not trained: {r.reason}; its column is NULL")
+        if not r.published:
+            context.log.warning(f"{r.name} model not published: {r.reason}; its column is NULL")
         meta[f"{r.name}/trained"] = MetadataValue.bool(r.trained)
+        meta[f"{r.name}/published"] = MetadataValue.bool(r.published)
+        meta[f"{r.name}/reason"] = MetadataValue.text(r.reason)
         meta[f"{r.name}/reused_saved_model"] = MetadataValue.bool(r.reused)
+        meta[f"{r.name}/baseline_decision"] = MetadataValue.text(r.decision)
+        meta[f"{r.name}/dropped_features"] = MetadataValue.json(r.dropped_features)
         meta[f"{r.name}/detail"] = MetadataValue.json(r.as_dict())
         for name, value in r.metrics.items():
             meta[f"{r.name}/{name}"] = MetadataValue.float(value)
